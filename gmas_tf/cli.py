@@ -1,0 +1,51 @@
+"""What every `bin/` entry point shares: gin parsing and errors a user can cause."""
+
+import os
+import sys
+from typing import Sequence
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow is imported
+
+from absl import flags  # noqa: E402
+import gin  # noqa: E402
+
+from gmas_tf import data  # noqa: E402
+
+
+class UserError(Exception):
+  """An error the user can fix; reported as one sentence, without a stack trace."""
+
+
+# Errors whose message already tells the user what to do.
+USER_ERRORS = (UserError, data.DatasetError)
+
+
+def define_gin_flags():
+  flags.DEFINE_multi_string('gin_file', [], 'gin config files, applied in order.')
+  flags.DEFINE_multi_string('gin_param', [], 'gin bindings, e.g. "train.epochs = 3".')
+
+
+def parse_gin(gin_files: Sequence[str], gin_params: Sequence[str]) -> None:
+  """Parses gin files and bindings; an unknown binding or file becomes a UserError."""
+  for path in gin_files:
+    if not os.path.exists(path):
+      raise UserError(f'gin file {path} does not exist.')
+  try:
+    gin.parse_config_files_and_bindings(gin_files, gin_params)
+  except (ValueError, KeyError, SyntaxError, ImportError) as error:
+    message = (str(error).strip().splitlines() or [repr(error)])[0].rstrip('.')
+    raise UserError(f'Bad gin config: {message}. Check the binding names against the '
+                    'gin files in gin/.') from None
+
+
+def run(main):
+  """Wraps an absl main so that a user's mistake ends with one line on stderr."""
+
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except USER_ERRORS as error:
+      print(f'error: {error}', file=sys.stderr)
+      sys.exit(1)
+
+  return wrapped

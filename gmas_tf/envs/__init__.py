@@ -1,0 +1,1 @@
+from gmas_tf.envs.maze import MazeEnvironment
