@@ -1,0 +1,96 @@
+"""CRAR's networks for the maze distribution (DESIGN section 3).
+
+The abstract state x is an 8x8x3 map. All convolutions have stride 1, 'same' padding and
+tanh unless noted; Keras default initializers. The transition is residual: the network
+returns tau(x, a) and the next abstract state is x + tau(x, a).
+"""
+
+from typing import Sequence
+
+import gin
+import tensorflow as tf
+
+layers = tf.keras.layers
+
+
+def _conv(filters, kernel, activation='tanh'):
+  return layers.Conv2D(filters, kernel, padding='same', activation=activation)
+
+
+def _tile_action(x, action_one_hot):
+  """Concatenates a one-hot action [B, A], tiled over the map, to x [B, h, w, c]."""
+  tiled = tf.tile(action_one_hot[:, None, None, :], [1, tf.shape(x)[1], tf.shape(x)[2], 1])
+  return tf.concat([x, tiled], axis=-1)
+
+
+@gin.configurable
+def make_encoder(observation_shape=(48, 48, 1), abstract_channels: int = 3,
+                 name: str = 'encoder') -> tf.keras.Model:
+  """e: s [B, 48, 48, 1] -> x [B, 8, 8, abstract_channels]."""
+  observation = layers.Input(observation_shape)
+  h = _conv(8, 2)(observation)
+  h = _conv(16, 2)(h)
+  h = layers.MaxPool2D(2)(h)
+  h = _conv(32, 3)(h)
+  h = layers.MaxPool2D(3)(h)
+  x = _conv(abstract_channels, 1, activation=None)(h)
+  return tf.keras.Model(observation, x, name=name)
+
+
+@gin.configurable
+def make_transition(abstract_shape=(8, 8, 3), num_actions: int = 4,
+                    filters: Sequence[int] = (16, 32, 64, 32, 16),
+                    kernels: Sequence[int] = (1, 2, 3, 2, 1),
+                    name: str = 'transition') -> tf.keras.Model:
+  """tau: (x [B, 8, 8, 3], one-hot a [B, 4]) -> the change of x [B, 8, 8, 3]."""
+  x = layers.Input(abstract_shape)
+  action = layers.Input((num_actions,))
+  h = layers.Lambda(lambda inputs: _tile_action(*inputs))([x, action])
+  for f, k in zip(filters, kernels):
+    h = _conv(f, k)(h)
+  delta = _conv(abstract_shape[-1], 1, activation=None)(h)
+  return tf.keras.Model([x, action], delta, name=name)
+
+
+def _value_head(h, hidden: Sequence[int], outputs: int):
+  h = _conv(16, 2)(h)
+  h = _conv(32, 3)(h)
+  h = layers.MaxPool2D(2)(h)
+  h = _conv(16, 2)(h)
+  h = _conv(4, 1)(h)
+  h = layers.Flatten()(h)
+  for units in hidden:
+    h = layers.Dense(units, activation='tanh')(h)
+  return layers.Dense(outputs)(h)
+
+
+def _scalar_of_state_action(abstract_shape, num_actions, hidden, name):
+  x = layers.Input(abstract_shape)
+  action = layers.Input((num_actions,))
+  h = layers.Lambda(lambda inputs: _tile_action(*inputs))([x, action])
+  value = _value_head(h, hidden, 1)
+  return tf.keras.Model([x, action], layers.Reshape(())(value), name=name)
+
+
+@gin.configurable
+def make_reward(abstract_shape=(8, 8, 3), num_actions: int = 4,
+                hidden: Sequence[int] = (200, 50, 20), name: str = 'reward') -> tf.keras.Model:
+  """rho: (x [B, 8, 8, 3], one-hot a [B, 4]) -> predicted reward [B]."""
+  return _scalar_of_state_action(abstract_shape, num_actions, hidden, name)
+
+
+@gin.configurable
+def make_discount(abstract_shape=(8, 8, 3), num_actions: int = 4,
+                  hidden: Sequence[int] = (200, 50, 20),
+                  name: str = 'discount') -> tf.keras.Model:
+  """g: (x [B, 8, 8, 3], one-hot a [B, 4]) -> predicted discount [B] (0 at a terminal)."""
+  return _scalar_of_state_action(abstract_shape, num_actions, hidden, name)
+
+
+@gin.configurable
+def make_q_network(abstract_shape=(8, 8, 3), num_actions: int = 4,
+                   hidden: Sequence[int] = (200, 50, 20),
+                   name: str = 'q_network') -> tf.keras.Model:
+  """Q: x [B, 8, 8, 3] -> Q(x, .) [B, 4]."""
+  x = layers.Input(abstract_shape)
+  return tf.keras.Model(x, _value_head(x, hidden, num_actions), name=name)
