@@ -10,6 +10,7 @@ from absl import flags  # noqa: E402
 import gin  # noqa: E402
 
 from gmas_tf import data  # noqa: E402
+from gmas_tf import train  # noqa: E402
 
 
 class UserError(Exception):
@@ -17,7 +18,7 @@ class UserError(Exception):
 
 
 # Errors whose message already tells the user what to do.
-USER_ERRORS = (UserError, data.DatasetError)
+USER_ERRORS = (UserError, data.DatasetError, train.TrainingError)
 
 
 def define_gin_flags():

@@ -250,6 +250,15 @@ def render_cells_tf(cells: tf.Tensor, sprites: np.ndarray) -> tf.Tensor:
   return tf.reshape(pixels, tf.concat([tf.shape(pixels)[:-4], [side, side, 1]], 0))
 
 
+def transition_spec(observation_spec) -> Transition:
+  """The spec of one `Transition` (without the batch dimension)."""
+  scalar = lambda name, dtype=tf.float32: tf.TensorSpec((), dtype, name)
+  observation = tf.TensorSpec(observation_spec.shape, observation_spec.dtype)
+  return Transition(observation=observation, action=scalar('action', tf.int32),
+                    reward=scalar('reward'), terminal=scalar('terminal'),
+                    next_observation=observation)
+
+
 def to_transition(pairs: trajectory.Trajectory, sprites: np.ndarray) -> Transition:
   """Turns sampled row pairs (each field [B, 2, ...]) into a `Transition`."""
   return Transition(

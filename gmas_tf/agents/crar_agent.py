@@ -1,0 +1,238 @@
+"""CRAR (François-Lavet et al. 2019) as a TF-Agents agent trained offline (DESIGN section 4).
+
+Per batch of transitions (s, a, r, terminal, s'), with x = e(s), x2 = e(s'):
+  transition   mean((x + tau(x, a) - x2)^2 * (1 - terminal))
+  reward       mean((rho(x, a) - r)^2)
+  discount     mean((g(x, a) - (1 - terminal) * gamma)^2)
+  dispersion   mean(exp(-C_d * sqrt(clip(||x - roll(x, 1)||^2, 1e-6, 10))))
+  consecutive_dispersion   the same on x - x2
+  ball         mean(clip(max_channels x^2 - 1, 0, 100))
+  q            (Q(x, a) - y)^2, double DQN:
+               y = r + (1 - terminal) * gamma * Q_target(e_target(s'), argmax_a Q(x2, a))
+
+Two update schemes: 'deer' applies one RMSprop per loss, in the order above, each over
+the networks that loss involves (deer's CRAR_keras); 'joint' applies one RMSprop to the
+weighted sum. The target copies of every network are synced every `target_update_period`.
+"""
+
+from typing import Dict, Optional, Sequence
+
+import gin
+import tensorflow as tf
+from tf_agents.agents import tf_agent
+from tf_agents.utils import common
+
+from gmas_tf import data
+from gmas_tf import networks
+from gmas_tf import planning
+from gmas_tf.policies import planning_policy
+
+LOSS_ORDER = ('transition', 'reward', 'discount', 'dispersion', 'consecutive_dispersion',
+              'ball', 'q')
+NETWORK_NAMES = ('encoder', 'transition', 'reward', 'discount', 'q_network')
+# The networks, besides the encoder, that each loss trains.
+LOSS_NETWORKS = dict(transition=('transition',), reward=('reward',), discount=('discount',),
+                     dispersion=(), consecutive_dispersion=(), ball=(), q=('q_network',))
+
+
+def dispersion(difference: tf.Tensor, scale: float) -> tf.Tensor:
+  """mean(exp(-C_d * ||difference||)), the squared norm clipped to [1e-6, 10] (eq. 2)."""
+  squared = tf.reduce_sum(tf.square(tf.reshape(difference, [tf.shape(difference)[0], -1])), -1)
+  return tf.reduce_mean(tf.exp(-scale * tf.sqrt(tf.clip_by_value(squared, 1e-6, 10.0))))
+
+
+def ball(x: tf.Tensor) -> tf.Tensor:
+  """Keeps x in the L-infinity ball of radius 1 (eq. 3): mean(clip(max_c x^2 - 1, 0, 100))."""
+  return tf.reduce_mean(tf.clip_by_value(tf.reduce_max(tf.square(x), -1) - 1.0, 0.0, 100.0))
+
+
+@gin.configurable
+class CrarAgent(tf_agent.TFAgent):
+  """Encoder, transition, reward, discount and Q networks with their target copies."""
+
+  def __init__(self,
+               time_step_spec,
+               action_spec,
+               gamma: float = 0.9,
+               dispersion_scale: float = 5.0,
+               loss_weights: Optional[Dict[str, float]] = None,
+               update_scheme: str = 'deer',
+               learning_rate: float = 1e-3,
+               rmsprop_rho: float = 0.9,
+               rmsprop_epsilon: float = 1e-4,
+               clipnorm: float = 1.0,
+               target_update_period: int = 1000,
+               planning_depth: int = 3,
+               branching: int = 2,
+               train_step_counter: Optional[tf.Variable] = None,
+               name: str = 'CrarAgent'):
+    """Creates the agent.
+
+    Args:
+      time_step_spec: the environment's `TimeStep` spec (observations [48, 48, 1]).
+      action_spec: the environment's action spec (4 actions).
+      gamma: discount of the Q learner and of the discount network's target.
+      dispersion_scale: C_d of the dispersion losses.
+      loss_weights: weight of each loss in LOSS_ORDER (default 1 each).
+      update_scheme: 'deer' (one RMSprop per loss, in order) or 'joint' (one RMSprop on
+        the weighted sum).
+      learning_rate, rmsprop_rho, rmsprop_epsilon, clipnorm: RMSprop settings; clipnorm
+        clips each gradient tensor's norm (Keras' clipnorm), as deer does.
+      target_update_period: train steps between syncs of the target networks.
+      planning_depth: depth D of the agent's greedy policy (`agent.policy`).
+      branching: b, the actions expanded below the root when planning.
+      train_step_counter: the step variable; created if None.
+      name: the agent's name.
+    """
+    tf.Module.__init__(self, name=name)
+    if update_scheme not in ('deer', 'joint'):
+      raise ValueError(f"update_scheme must be 'deer' or 'joint', got {update_scheme!r}.")
+    unknown = set(loss_weights or {}) - set(LOSS_ORDER)
+    if unknown:
+      raise ValueError(f'Unknown losses in loss_weights: {sorted(unknown)}; '
+                       f'the losses are {LOSS_ORDER}.')
+    self._gamma = gamma
+    self._dispersion_scale = dispersion_scale
+    self._loss_weights = {name: 1.0 for name in LOSS_ORDER}
+    self._loss_weights.update(loss_weights or {})
+    self._update_scheme = update_scheme
+    self._target_update_period = target_update_period
+    self._num_actions = int(action_spec.maximum - action_spec.minimum + 1)
+    self._build_networks(tuple(time_step_spec.observation.shape))
+    self._build_optimizers(learning_rate, rmsprop_rho, rmsprop_epsilon, clipnorm)
+    policy = planning_policy.PlanningPolicy(
+        time_step_spec, action_spec, {n: self.network(n) for n in NETWORK_NAMES},
+        depth=planning_depth, branching=branching)
+    super().__init__(
+        time_step_spec, action_spec, policy=policy, collect_policy=policy,
+        train_sequence_length=None,
+        training_data_spec=data.transition_spec(time_step_spec.observation),
+        # Not the global step: every agent counts its own updates.
+        train_step_counter=train_step_counter if train_step_counter is not None else
+        tf.Variable(0, dtype=tf.int64, trainable=False, name='train_step'))
+
+  # -- construction -------------------------------------------------------------------
+
+  def _build_networks(self, observation_shape: Sequence[int]):
+    self._encoder = networks.make_encoder(observation_shape)
+    abstract_shape = tuple(self._encoder.output_shape[1:])
+    self._transition = networks.make_transition(abstract_shape, self._num_actions)
+    self._reward = networks.make_reward(abstract_shape, self._num_actions)
+    self._discount = networks.make_discount(abstract_shape, self._num_actions)
+    self._q_network = networks.make_q_network(abstract_shape, self._num_actions)
+    self._targets = {}
+    for name in NETWORK_NAMES:
+      online = self.network(name)
+      target = tf.keras.models.clone_model(online)
+      target._name = f'target_{online.name}'  # pylint: disable=protected-access
+      target.set_weights(online.get_weights())
+      self._targets[name] = target
+
+  def _build_optimizers(self, learning_rate, rho, epsilon, clipnorm):
+    make = lambda: tf.keras.optimizers.RMSprop(
+        learning_rate=learning_rate, rho=rho, epsilon=epsilon, clipnorm=clipnorm)
+    names = LOSS_ORDER if self._update_scheme == 'deer' else ('joint',)
+    self._optimizers = {name: make() for name in names}
+
+  def network(self, name: str) -> tf.keras.Model:
+    return dict(encoder=self._encoder, transition=self._transition, reward=self._reward,
+                discount=self._discount, q_network=self._q_network)[name]
+
+  def target_network(self, name: str) -> tf.keras.Model:
+    return self._targets[name]
+
+  @property
+  def world_model(self) -> planning.WorldModel:
+    return planning.keras_world_model(self._transition, self._reward, self._discount)
+
+  @property
+  def optimizers(self):
+    return self._optimizers
+
+  def _variables_of(self, loss_name: str):
+    names = ('encoder',) + LOSS_NETWORKS[loss_name]
+    return [v for name in names for v in self.network(name).trainable_variables]
+
+  def sync_targets(self):
+    for name in NETWORK_NAMES:
+      common.soft_variables_update(self.network(name).variables,
+                                   self._targets[name].variables, tau=1.0)
+
+  # -- losses -------------------------------------------------------------------------
+
+  def _initialize(self):
+    self.sync_targets()
+
+  def loss_terms(self, experience: data.Transition, names=LOSS_ORDER) -> Dict[str, tf.Tensor]:
+    """The unweighted losses named in `names`, from one forward pass of the encoder."""
+    t = experience
+    one_hot = tf.one_hot(t.action, self._num_actions)
+    x = self._encoder(t.observation)
+    needs_next = {'transition', 'consecutive_dispersion', 'q'} & set(names)
+    x2 = self._encoder(t.next_observation) if needs_next else None
+    terms = {}
+    if 'transition' in names:
+      error = tf.square(x + self._transition([x, one_hot]) - x2)
+      terms['transition'] = tf.reduce_mean(error * (1.0 - t.terminal)[:, None, None, None])
+    if 'reward' in names:
+      terms['reward'] = tf.reduce_mean(tf.square(self._reward([x, one_hot]) - t.reward))
+    if 'discount' in names:
+      target = (1.0 - t.terminal) * self._gamma
+      terms['discount'] = tf.reduce_mean(tf.square(self._discount([x, one_hot]) - target))
+    if 'dispersion' in names:
+      terms['dispersion'] = dispersion(x - tf.roll(x, 1, axis=0), self._dispersion_scale)
+    if 'consecutive_dispersion' in names:
+      terms['consecutive_dispersion'] = dispersion(x - x2, self._dispersion_scale)
+    if 'ball' in names:
+      terms['ball'] = ball(x)
+    if 'q' in names:
+      terms['q'] = tf.reduce_mean(tf.square(self._q_value(x, one_hot) - self._td_target(t, x2)))
+    return terms
+
+  def _q_value(self, x, one_hot):
+    return tf.reduce_sum(self._q_network(x) * one_hot, axis=-1)
+
+  def _td_target(self, t: data.Transition, x2: tf.Tensor) -> tf.Tensor:
+    # Double DQN: the online networks choose a', the target networks value it.
+    # y = r + (1 - terminal) * gamma * Q_target(e_target(s'), argmax_a Q(e(s'), a))
+    best = tf.argmax(self._q_network(x2), axis=-1)
+    target_q = self._targets['q_network'](self._targets['encoder'](t.next_observation))
+    value = tf.gather(target_q, best, batch_dims=1)
+    return tf.stop_gradient(t.reward + (1.0 - t.terminal) * self._gamma * value)
+
+  def _loss(self, experience, weights=None, training=False):
+    del weights, training
+    terms = self.loss_terms(experience)
+    total = tf.add_n([self._loss_weights[n] * terms[n] for n in LOSS_ORDER])
+    return tf_agent.LossInfo(total, terms)
+
+  # -- update -------------------------------------------------------------------------
+
+  def _apply(self, optimizer, loss, variables, tape):
+    gradients = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(gradients, variables))
+
+  def _train(self, experience, weights=None):
+    del weights
+    if self._update_scheme == 'deer':
+      terms = {}
+      for name in LOSS_ORDER:  # each loss sees the encoder the previous one updated
+        variables = self._variables_of(name)
+        with tf.GradientTape() as tape:
+          terms.update(self.loss_terms(experience, (name,)))
+          loss = self._loss_weights[name] * terms[name]
+        self._apply(self._optimizers[name], loss, variables, tape)
+      total = tf.add_n([self._loss_weights[n] * terms[n] for n in LOSS_ORDER])
+    else:
+      variables = [v for n in NETWORK_NAMES for v in self.network(n).trainable_variables]
+      with tf.GradientTape() as tape:
+        loss_info = self._loss(experience)
+      self._apply(self._optimizers['joint'], loss_info.loss, variables, tape)
+      total, terms = loss_info
+    self.train_step_counter.assign_add(1)
+    tf.cond(self.train_step_counter % self._target_update_period == 0,
+            lambda: self.sync_targets() or tf.constant(True), lambda: tf.constant(False))
+    for name, value in terms.items():
+      tf.summary.scalar(f'Losses/{name}', value, step=self.train_step_counter)
+    tf.summary.scalar('Losses/total', total, step=self.train_step_counter)
+    return tf_agent.LossInfo(total, terms)

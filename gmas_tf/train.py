@@ -1,0 +1,201 @@
+"""The offline training loop: data, agent, checkpoints, evaluation, summaries, export.
+
+root_dir/
+  operative_config.gin   the gin config the run used
+  checkpoints/           networks, optimizers, step (tf.train.CheckpointManager)
+  train/, eval/          TensorBoard summaries
+  evaluations.csv        one row per (epoch, evaluation depth)
+  policies/depth_D/      SavedModels of the planning policy, one per evaluation depth
+"""
+
+import csv
+import hashlib
+import json
+import math
+import os
+import time
+from typing import Optional, Sequence
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+from tf_agents.environments import tf_py_environment
+from tf_agents.policies import policy_saver
+from tf_agents.utils import common
+
+from gmas_tf import data
+from gmas_tf import evaluation
+from gmas_tf.agents import crar_agent
+from gmas_tf.envs import maze
+
+CSV_FIELDS = ('epoch', 'step', 'depth', 'deer_score', 'deer_episodes', 'held_out_score',
+              'held_out_sem', 'held_out_normalized', 'random_held_out_score',
+              'optimal_held_out_score', 'steps_per_second')
+
+
+class TrainingError(RuntimeError):
+  """Training cannot go on (e.g. a NaN loss); the last good checkpoint is kept."""
+
+
+@gin.configurable
+def dataset_directory(data_root: str = 'data', num_transitions: int = 100_000,
+                      seed: int = 0) -> str:
+  """Where the dataset of this configuration is cached: named by N, seed and env config."""
+  config = json.dumps(maze.MazeEnvironment().config(), sort_keys=True)
+  digest = hashlib.sha256(config.encode()).hexdigest()[:8]
+  return os.path.join(data_root, f'maze_n{num_transitions}_seed{seed}_{digest}')
+
+
+@gin.configurable
+def ensure_dataset(directory: Optional[str] = None, num_transitions: int = 100_000,
+                   seed: int = 0) -> str:
+  """Collects the configured dataset unless it is already on disk; returns its directory."""
+  directory = directory or dataset_directory(num_transitions=num_transitions, seed=seed)
+  if not os.path.exists(os.path.join(directory, data.METADATA_FILE)):
+    logging.info('Collecting %d transitions into %s', num_transitions, directory)
+    env = maze.MazeEnvironment(seed=seed)
+    arrays, hashes = data.collect(env, num_transitions, seed)
+    data.save(directory, arrays, hashes, env, seed, num_transitions)
+  return directory
+
+
+def greedy_act(policy):
+  """A numpy act function for the evaluation protocols, traced once per policy."""
+
+  @tf.function(input_signature=[tf.TensorSpec([None] + list(policy.time_step_spec.observation.shape),
+                                              tf.float32)])
+  def act(observation):
+    return tf.argmax(policy.plan_q(observation), axis=-1)
+
+  return lambda observation: act(observation).numpy()
+
+
+class _CsvLog:
+  """Appends rows to evaluations.csv, dropping rows past the restored step on resume."""
+
+  def __init__(self, path: str, resume_step: int):
+    self._path = path
+    rows = []
+    if os.path.exists(path):
+      with open(path) as stream:
+        rows = [r for r in csv.DictReader(stream) if int(r['step']) <= resume_step]
+    with open(path, 'w', newline='') as stream:
+      writer = csv.DictWriter(stream, CSV_FIELDS)
+      writer.writeheader()
+      writer.writerows(rows)
+
+  def append(self, row):
+    with open(self._path, 'a', newline='') as stream:
+      csv.DictWriter(stream, CSV_FIELDS).writerow(row)
+
+
+@gin.configurable
+def train(root_dir: str,
+          agent_class=crar_agent.CrarAgent,
+          epochs: int = 250,
+          steps_per_epoch: int = 2000,
+          eval_depths: Sequence[int] = (0, 1, 3, 5),
+          seed: int = 0,
+          log_interval: int = 200,
+          summary_interval: int = 100,
+          deterministic: bool = True) -> str:
+  """Trains an agent offline for epochs x steps_per_epoch updates; resumes from root_dir.
+
+  Args:
+    root_dir: where checkpoints, summaries, the CSV and the SavedModels go.
+    agent_class: the agent to train (CrarAgent or a subclass), configured through gin.
+    epochs: number of epochs; each ends with an evaluation and a checkpoint.
+    steps_per_epoch: train steps per epoch.
+    eval_depths: planning depths evaluated after every epoch and exported at the end.
+    seed: seed of the networks, the sampling and the evaluation.
+    log_interval: steps between console progress lines.
+    summary_interval: steps between TensorBoard loss summaries.
+    deterministic: enable TensorFlow's op determinism (same seed, same losses).
+  Returns:
+    root_dir.
+  """
+  os.makedirs(root_dir, exist_ok=True)
+  if deterministic:
+    tf.config.experimental.enable_op_determinism()
+  tf.keras.utils.set_random_seed(seed)
+  dataset_dir = ensure_dataset()
+  env = maze.MazeEnvironment()
+  arrays, metadata = data.load(dataset_dir, env)
+  buffer = data.make_replay_buffer(arrays)
+  tf_env = tf_py_environment.TFPyEnvironment(env)
+  agent = agent_class(tf_env.time_step_spec(), tf_env.action_spec())
+  agent.initialize()
+
+  checkpoint = tf.train.Checkpoint(agent=agent, optimizers=agent.optimizers)
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join(root_dir, 'checkpoints'),
+                                       max_to_keep=3)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  start_step = int(agent.train_step_counter.numpy())
+  if start_step:
+    print(f'resuming from step {start_step} ({manager.latest_checkpoint})', flush=True)
+  if start_step % steps_per_epoch:
+    raise TrainingError(f'The checkpoint in {root_dir} is at step {start_step}, not at an '
+                        f'epoch boundary of {steps_per_epoch} steps; use the same config.')
+  with open(os.path.join(root_dir, 'operative_config.gin'), 'w') as stream:
+    stream.write(gin.operative_config_str())
+  # Sampling is seeded by (seed, step), so a resumed run is reproducible too.
+  tf.random.set_seed(seed * 1_000_003 + start_step)
+  iterator = iter(data.make_dataset(buffer, env.sprites))
+  train_step = common.function(agent.train)
+  train_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
+  eval_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'eval'))
+  csv_log = _CsvLog(os.path.join(root_dir, 'evaluations.csv'), start_step)
+  excluded = set(metadata['maze_hashes'])
+  random_reference = evaluation.held_out_score(
+      evaluation.random_act(np.random.default_rng(seed)), excluded_hashes=excluded)
+  policies = {d: agent.policy.with_depth(d) for d in eval_depths}
+  acts = {d: greedy_act(p) for d, p in policies.items()}
+  total_steps = epochs * steps_per_epoch
+  latest = {}
+
+  for epoch in range(start_step // steps_per_epoch, epochs):
+    epoch_start, window_start, window_step = time.time(), time.time(), epoch * steps_per_epoch
+    with train_writer.as_default(), tf.summary.record_if(
+        lambda: agent.train_step_counter % summary_interval == 0):
+      for _ in range(steps_per_epoch):
+        loss_info = train_step(next(iterator))
+        step = int(agent.train_step_counter.numpy())
+        if not math.isfinite(float(loss_info.loss)):
+          bad = [k for k, v in loss_info.extra.items() if not math.isfinite(float(v))]
+          raise TrainingError(
+              f'The loss became {float(loss_info.loss)} at step {step} (in {bad}); training '
+              f'stopped and the last good checkpoint ({manager.latest_checkpoint}) is kept.')
+        if step % log_interval == 0:
+          speed = (step - window_step) / (time.time() - window_start)
+          tf.summary.scalar('charts/steps_per_second', speed, step=step)
+          eta = (total_steps - step) / max(speed, 1e-9)
+          print(f'step {step}/{total_steps}  {speed:.1f} steps/s  ETA {eta / 60:.1f} min  '
+                f'loss {float(loss_info.loss):.4f}  latest held-out {latest}', flush=True)
+          window_start, window_step = time.time(), step
+    speed = steps_per_epoch / (time.time() - epoch_start)
+    for depth, act in acts.items():
+      deer = evaluation.deer_score(act, seed=seed * 10_000 + epoch)
+      held = evaluation.held_out_score(act, excluded_hashes=excluded)
+      latest[depth] = round(held['score'], 2)
+      csv_log.append(dict(
+          epoch=epoch + 1, step=step, depth=depth, deer_score=deer['score'],
+          deer_episodes=deer['episodes'], held_out_score=held['score'],
+          held_out_sem=held['score_sem'], held_out_normalized=held['normalized'],
+          random_held_out_score=random_reference['score'],
+          optimal_held_out_score=held['optimal'], steps_per_second=speed))
+      with eval_writer.as_default():
+        tf.summary.scalar(f'eval/deer_score_depth_{depth}', deer['score'], step=step)
+        tf.summary.scalar(f'eval/held_out_score_depth_{depth}', held['score'], step=step)
+        tf.summary.scalar(f'eval/held_out_normalized_depth_{depth}', held['normalized'],
+                          step=step)
+        tf.summary.scalar('eval/random_held_out_score', random_reference['score'], step=step)
+    manager.save(checkpoint_number=step)
+    print(f'epoch {epoch + 1}/{epochs} step {step}: held-out score by depth {latest} '
+          f'(random {random_reference["score"]:.2f}); {speed:.1f} steps/s', flush=True)
+
+  for depth, policy in policies.items():
+    policy_saver.PolicySaver(policy, batch_size=None).save(
+        os.path.join(root_dir, 'policies', f'depth_{depth}'))
+  return root_dir

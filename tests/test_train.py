@@ -1,0 +1,148 @@
+"""End-to-end tests of bin/train on gin/smoke.gin, each in its own process."""
+
+import csv
+import glob
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def train_command(root_dir, data_root, *params):
+  command = [sys.executable, os.path.join(REPO, 'bin', 'train'), '--gin_file',
+             os.path.join(REPO, 'gin', 'smoke.gin'), '--root_dir', str(root_dir),
+             '--gin_param', f"dataset_directory.data_root = '{data_root}'"]
+  for param in params:
+    command += ['--gin_param', param]
+  return command
+
+
+def run_train(root_dir, data_root, *params):
+  return subprocess.run(train_command(root_dir, data_root, *params), capture_output=True,
+                        text=True, cwd=REPO, timeout=600)
+
+
+def read_csv(root_dir):
+  with open(os.path.join(root_dir, 'evaluations.csv')) as stream:
+    return list(csv.DictReader(stream))
+
+
+def latest_checkpoint_step(root_dir):
+  latest = tf.train.latest_checkpoint(os.path.join(root_dir, 'checkpoints'))
+  return int(latest.rsplit('-', 1)[1]) if latest else None
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('data'))
+
+
+def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_path, data_root):
+  result = run_train(tmp_path / 'run', data_root)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'epoch 2/2 step 8' in result.stdout and 'steps/s' in result.stdout
+  rows = read_csv(tmp_path / 'run')
+  assert [(r['epoch'], r['depth']) for r in rows] == [('1', '0'), ('1', '1'), ('2', '0'),
+                                                       ('2', '1')]
+  assert all(-5.0 - 1e-4 <= float(r['held_out_score']) <= float(r['optimal_held_out_score'])
+             for r in rows)
+  config = open(tmp_path / 'run' / 'operative_config.gin').read()
+  assert "CrarAgent.update_scheme = 'joint'" in config
+  assert glob.glob(str(tmp_path / 'run' / 'train' / 'events.out.tfevents.*'))
+  assert latest_checkpoint_step(tmp_path / 'run') == 8
+
+  # A fresh process that never imports gmas_tf loads the policy and acts on a batch.
+  script = textwrap.dedent(f"""
+      import collections
+      import sys
+      import numpy as np
+      import tensorflow as tf
+      policy = tf.saved_model.load({str(tmp_path / 'run' / 'policies' / 'depth_1')!r})
+      batch = 5
+      observation = np.full((batch, 48, 48, 1), -1.0, np.float32)
+      observation[:, :6, :] = 1.0
+      TimeStep = collections.namedtuple(
+          'TimeStep', ['step_type', 'reward', 'discount', 'observation'])
+      time_step = TimeStep(tf.zeros([batch], tf.int32), tf.zeros([batch]), tf.ones([batch]),
+                           tf.constant(observation))
+      action = policy.action(time_step, ()).action.numpy()
+      assert action.shape == (batch,) and set(action) <= {{0, 1, 2, 3}}, action
+      assert not any(m.startswith('gmas_tf') for m in sys.modules)
+      print('acted', action)
+      """)
+  loaded = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=300)
+  assert loaded.returncode == 0, loaded.stderr[-3000:]
+  assert 'acted' in loaded.stdout
+
+
+def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, data_root):
+  root = tmp_path / 'run'
+  process = subprocess.Popen(train_command(root, data_root, 'train.epochs = 1000'),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+  try:
+    deadline = time.time() + 300
+    while latest_checkpoint_step(root) is None and time.time() < deadline:
+      time.sleep(0.5)
+  finally:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+  killed_at = latest_checkpoint_step(root)
+  assert killed_at is not None and killed_at % 4 == 0
+  epochs = killed_at // 4 + 1
+  result = run_train(root, data_root, f'train.epochs = {epochs}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'resuming from step {killed_at}' in result.stdout
+  assert latest_checkpoint_step(root) == epochs * 4
+  rows = read_csv(root)
+  assert [int(r['step']) for r in rows if r['depth'] == '0'][-1] == epochs * 4
+  assert sorted({int(r['epoch']) for r in rows}) == list(range(1, epochs + 1))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root):
+  root = tmp_path / 'run'
+  assert run_train(root, data_root, 'train.epochs = 1').returncode == 0
+  # The ball loss is 0 at first; an infinite weight makes the total loss 0 * inf = NaN.
+  result = run_train(root, data_root, "CrarAgent.loss_weights = {'ball': 1e400}")
+  assert result.returncode == 1
+  assert 'error: The loss became nan' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert latest_checkpoint_step(root) == 4
+  assert run_train(root, data_root, 'train.epochs = 1').returncode == 0  # still loads
+
+
+def test_unknown_gin_binding_is_one_clear_error(tmp_path, data_root):
+  result = run_train(tmp_path / 'run', data_root, 'CrarAgent.learning_rat = 0.1')
+  assert result.returncode == 1
+  assert 'learning_rat' in result.stderr and 'Traceback' not in result.stderr
+
+
+def tensorboard_losses(root_dir):
+  values = {}
+  for path in glob.glob(os.path.join(root_dir, 'train', 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == 'Losses/total':
+          values[event.step] = float(tf.make_ndarray(value.tensor))
+  return values
+
+
+def test_same_seed_and_data_give_the_same_first_100_losses(tmp_path, data_root):
+  params = ('train.epochs = 1', 'train.steps_per_epoch = 100', 'train.summary_interval = 1',
+            'train.log_interval = 50', 'train.eval_depths = (0,)')
+  losses = []
+  for name in ('a', 'b'):
+    result = run_train(tmp_path / name, data_root, *params)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses.append(tensorboard_losses(tmp_path / name))
+  assert sorted(losses[0]) == list(range(1, 101))
+  np.testing.assert_array_equal([losses[0][s] for s in range(1, 101)],
+                                [losses[1][s] for s in range(1, 101)])
