@@ -47,3 +47,19 @@ def save_dataset_preview(path: str, arrays, sprites: np.ndarray, num_mazes: int 
   images = [observation_to_rgb(render_cells(arrays['cells'][i], sprites))
             for i in firsts]
   save_png(path, tile(images))
+
+
+def path_image(first_observation: np.ndarray, path, cell_pixels: int = 6,
+               scale: int = 4) -> np.ndarray:
+  """The maze as it started, with the cells the agent visited tinted red."""
+  image = observation_to_rgb(first_observation, scale).astype(np.float32)
+  side = cell_pixels * scale
+  for row, col in path:
+    cell = image[row * side:(row + 1) * side, col * side:(col + 1) * side]
+    cell[:] = 0.5 * cell + 0.5 * np.array([220, 40, 40])
+  return image.astype(np.uint8)
+
+
+def save_gif(path: str, frames: Sequence[np.ndarray], milliseconds: int = 250) -> None:
+  images = [Image.fromarray(frame) for frame in frames]
+  images[0].save(path, save_all=True, append_images=images[1:], duration=milliseconds, loop=0)

@@ -2,6 +2,7 @@
 
 import csv
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -82,6 +83,21 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
                           timeout=300)
   assert loaded.returncode == 0, loaded.stderr[-3000:]
   assert 'acted' in loaded.stdout
+
+  evaluate = [sys.executable, os.path.join(REPO, 'bin', 'evaluate'), '--num_episodes', '4',
+              '--num_rendered', '1']
+  result = subprocess.run(evaluate + ['--policy_dir', str(tmp_path / 'run' / 'policies' /
+                                                         'depth_0'),
+                                      '--render_dir', str(tmp_path / 'gifs')],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads(result.stdout[result.stdout.index('{'):])
+  assert summary['num_episodes'] == 4 and -5.0 - 1e-4 <= summary['score'] <= summary['optimal']
+  assert os.path.getsize(tmp_path / 'gifs' / 'episode_0.gif') > 0
+  missing = subprocess.run(evaluate + ['--policy_dir', str(tmp_path / 'nothing')],
+                           capture_output=True, text=True, timeout=300)
+  assert missing.returncode == 1 and 'holds no SavedModel' in missing.stderr
+  assert 'Traceback' not in missing.stderr
 
 
 def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, data_root):
