@@ -43,7 +43,7 @@ def expand(model: WorldModel, x: tf.Tensor, actions: tf.Tensor, num_actions: int
   """
   k = tf.shape(actions)[1]
   repeated = tf.repeat(x, k, axis=0)
-  one_hot = tf.one_hot(tf.reshape(actions, [-1]), num_actions)
+  one_hot = tf.one_hot(tf.reshape(actions, [-1]), num_actions, dtype=x.dtype)
   next_x = repeated + model.transition(repeated, one_hot)
   reward = tf.reshape(model.reward(repeated, one_hot), [-1, k])
   discount = tf.reshape(model.discount(repeated, one_hot), [-1, k])
@@ -91,9 +91,9 @@ def q_by_depth(x: tf.Tensor, q_network: Callable[[tf.Tensor], tf.Tensor],
   return tf.concat([q_root[..., None], deeper], axis=-1)
 
 
-def depth_weights(depth: int, depth_discount: float = 1.0) -> tf.Tensor:
+def depth_weights(depth: int, depth_discount: float = 1.0, dtype=tf.float32) -> tf.Tensor:
   """w_d proportional to depth_discount^d, d = 0..depth, summing to 1 (1: the paper's mean)."""
-  weights = tf.pow(tf.constant(depth_discount, tf.float32), tf.range(depth + 1, dtype=tf.float32))
+  weights = tf.pow(tf.constant(depth_discount, dtype), tf.range(depth + 1, dtype=dtype))
   return weights / tf.reduce_sum(weights)
 
 
@@ -101,4 +101,5 @@ def plan_q(x: tf.Tensor, q_network, model: WorldModel, depth: int, branching: in
            depth_discount: float = 1.0) -> tf.Tensor:
   """Q_plan^D(x, .) [B, A]: the weighted mean of Q^0..Q^D."""
   by_depth = q_by_depth(x, q_network, model, depth, branching)
-  return tf.tensordot(by_depth, depth_weights(depth, depth_discount), axes=[[-1], [0]])
+  weights = depth_weights(depth, depth_discount, by_depth.dtype)
+  return tf.tensordot(by_depth, weights, axes=[[-1], [0]])

@@ -97,6 +97,7 @@ class CrarAgent(tf_agent.TFAgent):
     self._loss_weights.update(loss_weights or {})
     self._update_scheme = update_scheme
     self._target_update_period = target_update_period
+    self._branching = branching
     self._num_actions = int(action_spec.maximum - action_spec.minimum + 1)
     self._build_networks(tuple(time_step_spec.observation.shape))
     self._build_optimizers(learning_rate, rmsprop_rho, rmsprop_epsilon, clipnorm)
@@ -186,8 +187,13 @@ class CrarAgent(tf_agent.TFAgent):
     if 'ball' in names:
       terms['ball'] = ball(x)
     if 'q' in names:
-      terms['q'] = tf.reduce_mean(tf.square(self._q_value(x, one_hot) - self._td_target(t, x2)))
+      terms.update(self.q_terms(t, x, x2))
     return terms
+
+  def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The model-free loss 'q' (eq. 6), and any diagnostics of it; GMAS extends this."""
+    one_hot = tf.one_hot(t.action, self._num_actions)
+    return dict(q=tf.reduce_mean(tf.square(self._q_value(x, one_hot) - self._td_target(t, x2))))
 
   def _q_value(self, x, one_hot):
     return tf.reduce_sum(self._q_network(x) * one_hot, axis=-1)

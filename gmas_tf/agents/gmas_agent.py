@@ -1,0 +1,60 @@
+"""GMAS: CRAR whose Q loss also matches the planner's slope (paper eq. 7, DESIGN section 6).
+
+  L_Q = (Q(e(s), a) - y)^2 + alpha * dist(dQ_plan^D(x, a)/dx, dQ(x, a)/dx)
+
+With distance 'none' the agent is CRAR, update for update.
+"""
+
+from typing import Dict
+
+import gin
+import tensorflow as tf
+
+from gmas_tf import data
+from gmas_tf import gradient_matching
+from gmas_tf import planning
+from gmas_tf.agents import crar_agent
+
+
+@gin.configurable
+class GmasAgent(crar_agent.CrarAgent):
+  """CrarAgent plus the gradient-matching term in the Q loss."""
+
+  def __init__(self, time_step_spec, action_spec, distance: str = 'cosine',
+               alpha: float = 0.05, training_depth: int = 3, depth_discount: float = 1.0,
+               name: str = 'GmasAgent', **kwargs):
+    """Creates the agent.
+
+    Args:
+      time_step_spec, action_spec: the environment's specs.
+      distance: 'none' (CRAR), 'cosine' (1 - cos) or 'l2' (Euclidean distance).
+      alpha: weight of the distance (0.05 for cosine, 1.0 for L2 in the paper).
+      training_depth: depth D of the planner whose slope is the label (0..5).
+      depth_discount: gamma' weighting depth d by gamma'^d (1: the paper's mean).
+      name: the agent's name.
+      **kwargs: CrarAgent's arguments.
+    """
+    if distance not in gradient_matching.DISTANCES:
+      raise ValueError(f'distance must be one of {gradient_matching.DISTANCES}, '
+                       f'got {distance!r}.')
+    self._distance = distance
+    self._alpha = alpha
+    self._training_depth = training_depth
+    self._depth_discount = depth_discount
+    super().__init__(time_step_spec, action_spec, name=name, **kwargs)
+
+  def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
+    terms = super().q_terms(t, x, x2)
+    if self._distance == 'none':
+      return terms
+    # Label: the planner with the frozen target Q and the current rho, g, tau (constant).
+    label = gradient_matching.planner_slope(
+        x, t.action, self.target_network('q_network'), self.world_model,
+        self._training_depth, self._branching, self._depth_discount)
+    prediction = gradient_matching.model_free_slope(x, t.action, self.network('q_network'))
+    matching = gradient_matching.distance(label, prediction, self._distance)
+    terms.update(
+        td=terms['q'], q=terms['q'] + self._alpha * matching, gradient_matching=matching,
+        slope_cosine=tf.reduce_mean(gradient_matching.cosine_similarity(label, prediction)),
+        label_norm=tf.reduce_mean(tf.norm(label, axis=-1)))
+    return terms

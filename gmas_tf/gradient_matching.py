@@ -1,0 +1,99 @@
+"""GMAS: matching the model-free slope dQ/dx to the planner's slope (paper eq. 5-7, Alg. 1).
+
+All slopes are derivatives w.r.t. the abstract state x, per sample, flattened: [B, n].
+The label d Q_plan^D(x, a) / dx uses the frozen target Q (at the leaves and to choose B),
+the current rho, g, tau; it is a constant for the update. The prediction dQ(x, a) / dx is
+taken inside the caller's tape, so the update differentiates it again w.r.t. the Q
+network and, through x = e(s), the encoder.
+"""
+
+from typing import Callable
+
+import tensorflow as tf
+
+from gmas_tf import planning
+
+DISTANCES = ('none', 'cosine', 'l2')
+
+
+def _flatten(t: tf.Tensor) -> tf.Tensor:
+  return tf.reshape(t, [tf.shape(t)[0], -1])
+
+
+def planner_slope(x: tf.Tensor, action: tf.Tensor, q_network, model: planning.WorldModel,
+                  depth: int, branching: int = 2, depth_discount: float = 1.0) -> tf.Tensor:
+  """Label: d Q_plan^D(x, a) / dx [B, n] by autodiff of the batched planner (eq. 5)."""
+  x = tf.stop_gradient(x)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    plan = planning.plan_q(x, q_network, model, depth, branching, depth_discount)
+    value = tf.gather(plan, action, batch_dims=1)
+  return tf.stop_gradient(_flatten(tape.gradient(value, x)))
+
+
+def model_free_slope(x: tf.Tensor, action: tf.Tensor, q_network) -> tf.Tensor:
+  """Prediction: dQ(x, a) / dx [B, n]; differentiable w.r.t. the Q weights and x."""
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    value = tf.gather(q_network(x), action, batch_dims=1)
+  return _flatten(tape.gradient(value, x))
+
+
+def cosine_similarity(label: tf.Tensor, prediction: tf.Tensor,
+                      epsilon: float = 1e-8) -> tf.Tensor:
+  """Per sample cos(label, prediction) [B]; 0 where either slope is zero."""
+  dot = tf.reduce_sum(label * prediction, -1)
+  norms = tf.norm(label, axis=-1) * tf.norm(prediction, axis=-1)
+  return dot / tf.maximum(norms, epsilon)
+
+
+def distance(label: tf.Tensor, prediction: tf.Tensor, kind: str) -> tf.Tensor:
+  """Mean over the batch of 1 - cos ('cosine') or of ||label - prediction||_2 ('l2')."""
+  if kind == 'cosine':
+    return tf.reduce_mean(1.0 - cosine_similarity(label, prediction))
+  if kind == 'l2':
+    # sqrt has an infinite slope at 0; the small constant keeps the gradient finite.
+    return tf.reduce_mean(tf.sqrt(tf.reduce_sum(tf.square(label - prediction), -1) + 1e-12))
+  raise ValueError(f'distance must be one of {DISTANCES[1:]}, got {kind!r}.')
+
+
+def reference_slope(x: tf.Tensor, action: tf.Tensor, q_network, model: planning.WorldModel,
+                    depth: int, branching: int = 2,
+                    depth_discount: float = 1.0) -> tf.Tensor:
+  """Algorithm 1 / eq. 5 written out with explicit Jacobians, as the tests' reference.
+
+  gradAtDepth(x, a, 0) = dQ(x, a)/dx
+  gradAtDepth(x, a, d) = drho/dx + dg/dx * max Q^(d-1)(x', .)
+                         + g * gradAtDepth(x', a'', d-1) . (I + dtau/dx)
+  where a'' is the best action of x' in the planner's backup. Returns [B, n].
+  """
+  num_actions = planning.q_by_depth(x[:1], q_network, model, 0).shape[1]
+
+  def grad_at_depth(state, act, d):
+    if d == 0:
+      return model_free_slope(state, act, q_network)
+    one_hot = tf.one_hot(act, num_actions, dtype=state.dtype)
+    with tf.GradientTape(persistent=True) as tape:
+      tape.watch(state)
+      next_state = state + model.transition(state, one_hot)
+      reward = model.reward(state, one_hot)
+      discount = model.discount(state, one_hot)
+    jacobian = tape.batch_jacobian(next_state, state)  # [B, *shape, *shape]
+    n = tf.reduce_prod(tf.shape(state)[1:])
+    jacobian = tf.reshape(jacobian, [-1, n, n])
+    reward_slope = _flatten(tape.gradient(reward, state))
+    discount_slope = _flatten(tape.gradient(discount, state))
+    # The planner's backup at x': Q^(d-1) of the top-b actions, and the best of them.
+    next_q = planning.q_by_depth(next_state, q_network, model, d - 1, branching)[..., d - 1]
+    candidates = tf.math.top_k(q_network(next_state), k=branching).indices
+    candidate_values = tf.gather(next_q, candidates, batch_dims=1)
+    best = tf.gather(candidates, tf.argmax(candidate_values, -1), batch_dims=1)
+    best_value = tf.reduce_max(candidate_values, -1)
+    deeper = grad_at_depth(next_state, best, d - 1)
+    chained = tf.einsum('bi,bij->bj', deeper, jacobian)
+    return reward_slope + discount_slope * best_value[:, None] + discount[:, None] * chained
+
+  weights = planning.depth_weights(depth, depth_discount, x.dtype)
+  slopes = [weights[d] * grad_at_depth(x, action, d)
+            for d in range(depth + 1)]
+  return tf.add_n(slopes)
