@@ -102,7 +102,7 @@ class CrarAgent(tf_agent.TFAgent):
     self._build_networks(tuple(time_step_spec.observation.shape))
     self._build_optimizers(learning_rate, rmsprop_rho, rmsprop_epsilon, clipnorm)
     policy = planning_policy.PlanningPolicy(
-        time_step_spec, action_spec, {n: self.network(n) for n in NETWORK_NAMES},
+        time_step_spec, action_spec, self._networks,
         depth=planning_depth, branching=branching)
     super().__init__(
         time_step_spec, action_spec, policy=policy, collect_policy=policy,
@@ -121,6 +121,9 @@ class CrarAgent(tf_agent.TFAgent):
     self._reward = networks.make_reward(abstract_shape, self._num_actions)
     self._discount = networks.make_discount(abstract_shape, self._num_actions)
     self._q_network = networks.make_q_network(abstract_shape, self._num_actions)
+    self._networks = dict(encoder=self._encoder, transition=self._transition,
+                          reward=self._reward, discount=self._discount,
+                          q_network=self._q_network)
     self._targets = {}
     for name in NETWORK_NAMES:
       online = self.network(name)
@@ -136,8 +139,7 @@ class CrarAgent(tf_agent.TFAgent):
     self._optimizers = {name: make() for name in names}
 
   def network(self, name: str) -> tf.keras.Model:
-    return dict(encoder=self._encoder, transition=self._transition, reward=self._reward,
-                discount=self._discount, q_network=self._q_network)[name]
+    return self._networks[name]
 
   def target_network(self, name: str) -> tf.keras.Model:
     return self._targets[name]
@@ -192,11 +194,11 @@ class CrarAgent(tf_agent.TFAgent):
 
   def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The model-free loss 'q' (eq. 6), and any diagnostics of it; GMAS extends this."""
-    one_hot = tf.one_hot(t.action, self._num_actions)
-    return dict(q=tf.reduce_mean(tf.square(self._q_value(x, one_hot) - self._td_target(t, x2))))
-
-  def _q_value(self, x, one_hot):
-    return tf.reduce_sum(self._q_network(x) * one_hot, axis=-1)
+    q = self._q_network(x)
+    chosen = tf.gather(q, t.action, batch_dims=1)
+    # q_spread (max_a Q - min_a Q) is a diagnostic: a flat Q cannot choose an action.
+    return dict(q=tf.reduce_mean(tf.square(chosen - self._td_target(t, x2))),
+                q_spread=tf.reduce_mean(tf.reduce_max(q, -1) - tf.reduce_min(q, -1)))
 
   def _td_target(self, t: data.Transition, x2: tf.Tensor) -> tf.Tensor:
     # Double DQN: the online networks choose a', the target networks value it.

@@ -37,7 +37,7 @@ def test_loss_terms_match_their_definitions(batches):
   agent = make_agent()
   t = batches[0]
   terms = agent.loss_terms(t)
-  assert set(terms) == set(crar_agent.LOSS_ORDER)
+  assert set(terms) == set(crar_agent.LOSS_ORDER) | {'q_spread'}
   one_hot = tf.one_hot(t.action, 4)
   x, x2 = agent.network('encoder')(t.observation), agent.network('encoder')(t.next_observation)
   reward = agent.network('reward')([x, one_hot]).numpy()
@@ -59,8 +59,11 @@ def test_loss_terms_match_their_definitions(batches):
   assert terms['transition'].numpy() == pytest.approx(
       np.mean((predicted - x2.numpy())**2 * mask), rel=1e-5)
   loss_info = agent.loss(t)
-  assert loss_info.loss.numpy() == pytest.approx(sum(v.numpy() for v in terms.values()),
-                                                 rel=1e-5)
+  assert loss_info.loss.numpy() == pytest.approx(
+      sum(terms[n].numpy() for n in crar_agent.LOSS_ORDER), rel=1e-5)
+  all_q = agent.network('q_network')(x).numpy()
+  assert terms['q_spread'].numpy() == pytest.approx(
+      np.mean(all_q.max(-1) - all_q.min(-1)), rel=1e-5)
 
 
 def weights_of(model):
