@@ -3,9 +3,12 @@
 The abstract state x is an 8x8x3 map. All convolutions have stride 1, 'same' padding and
 tanh unless noted; Keras default initializers. The transition is residual: the network
 returns tau(x, a) and the next abstract state is x + tau(x, a).
+
+The option `make_encoder.dense_dim = k` makes x a vector of k values instead (CRAR's
+low-dimensional abstract state); every other network then reads x with dense layers.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import gin
 import tensorflow as tf
@@ -25,16 +28,40 @@ def _tile_action(x, action_one_hot):
 
 @gin.configurable
 def make_encoder(observation_shape=(48, 48, 1), abstract_channels: int = 3,
+                 dense_dim: Optional[int] = None,
+                 dense_hidden: Sequence[int] = (200, 100, 50),
                  name: str = 'encoder') -> tf.keras.Model:
-  """e: s [B, 48, 48, 1] -> x [B, 8, 8, abstract_channels]."""
+  """e: s [B, 48, 48, 1] -> x [B, 8, 8, abstract_channels], or [B, dense_dim] if set."""
   observation = layers.Input(observation_shape)
   h = _conv(8, 2)(observation)
   h = _conv(16, 2)(h)
   h = layers.MaxPool2D(2)(h)
   h = _conv(32, 3)(h)
   h = layers.MaxPool2D(3)(h)
-  x = _conv(abstract_channels, 1, activation=None)(h)
+  if dense_dim is None:
+    x = _conv(abstract_channels, 1, activation=None)(h)
+  else:
+    h = layers.Flatten()(h)
+    for units in dense_hidden:
+      h = layers.Dense(units, activation='tanh')(h)
+    x = layers.Dense(dense_dim)(h)
   return tf.keras.Model(observation, x, name=name)
+
+
+def _is_dense(abstract_shape) -> bool:
+  return len(abstract_shape) == 1
+
+
+def _dense_stack(h, hidden: Sequence[int], outputs: int):
+  for units in hidden:
+    h = layers.Dense(units, activation='tanh')(h)
+  return layers.Dense(outputs)(h)
+
+
+def _with_action(x, action):
+  if len(x.shape) == 2:
+    return layers.Concatenate()([x, action])
+  return layers.Lambda(lambda inputs: _tile_action(*inputs))([x, action])
 
 
 @gin.configurable
@@ -45,7 +72,9 @@ def make_transition(abstract_shape=(8, 8, 3), num_actions: int = 4,
   """tau: (x [B, 8, 8, 3], one-hot a [B, 4]) -> the change of x [B, 8, 8, 3]."""
   x = layers.Input(abstract_shape)
   action = layers.Input((num_actions,))
-  h = layers.Lambda(lambda inputs: _tile_action(*inputs))([x, action])
+  h = _with_action(x, action)
+  if _is_dense(abstract_shape):
+    return tf.keras.Model([x, action], _dense_stack(h, filters, abstract_shape[0]), name=name)
   for f, k in zip(filters, kernels):
     h = _conv(f, k)(h)
   delta = _conv(abstract_shape[-1], 1, activation=None)(h)
@@ -53,22 +82,20 @@ def make_transition(abstract_shape=(8, 8, 3), num_actions: int = 4,
 
 
 def _value_head(h, hidden: Sequence[int], outputs: int):
+  if len(h.shape) == 2:
+    return _dense_stack(h, hidden, outputs)
   h = _conv(16, 2)(h)
   h = _conv(32, 3)(h)
   h = layers.MaxPool2D(2)(h)
   h = _conv(16, 2)(h)
   h = _conv(4, 1)(h)
-  h = layers.Flatten()(h)
-  for units in hidden:
-    h = layers.Dense(units, activation='tanh')(h)
-  return layers.Dense(outputs)(h)
+  return _dense_stack(layers.Flatten()(h), hidden, outputs)
 
 
 def _scalar_of_state_action(abstract_shape, num_actions, hidden, name):
   x = layers.Input(abstract_shape)
   action = layers.Input((num_actions,))
-  h = layers.Lambda(lambda inputs: _tile_action(*inputs))([x, action])
-  value = _value_head(h, hidden, 1)
+  value = _value_head(_with_action(x, action), hidden, 1)
   return tf.keras.Model([x, action], layers.Reshape(())(value), name=name)
 
 

@@ -176,7 +176,8 @@ class CrarAgent(tf_agent.TFAgent):
     terms = {}
     if 'transition' in names:
       error = tf.square(x + self._transition([x, one_hot]) - x2)
-      terms['transition'] = tf.reduce_mean(error * (1.0 - t.terminal)[:, None, None, None])
+      error = tf.reshape(error, [tf.shape(x)[0], -1])  # any abstract shape
+      terms['transition'] = tf.reduce_mean(error * (1.0 - t.terminal)[:, None])
     if 'reward' in names:
       terms['reward'] = tf.reduce_mean(tf.square(self._reward([x, one_hot]) - t.reward))
     if 'discount' in names:

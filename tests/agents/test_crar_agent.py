@@ -123,3 +123,19 @@ def test_policy_acts_greedily_on_the_planner(batches):
     policy = agent.policy.with_depth(depth)
     action = policy.action(ts.restart(observation, batch_size=16)).action.numpy()
     assert np.array_equal(action, policy.plan_q(observation).numpy().argmax(-1))
+
+
+def test_dense_abstract_state_option(batches):
+  import gin
+  with gin.unlock_config():
+    gin.bind_parameter('make_encoder.dense_dim', 3)
+  try:
+    agent = make_agent(update_scheme='joint')
+  finally:
+    gin.clear_config()
+  assert agent.network('encoder').output_shape == (None, 3)
+  assert agent.network('transition').output_shape == (None, 3)
+  loss_info = tf.function(agent.train)(batches[0])
+  assert np.isfinite(loss_info.loss.numpy())
+  observation = batches[0].observation
+  assert agent.policy.with_depth(3).plan_q(observation).shape == (16, 4)
