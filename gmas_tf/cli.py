@@ -13,6 +13,9 @@ from gmas_tf import data  # noqa: E402
 from gmas_tf import train  # noqa: E402
 
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 class UserError(Exception):
   """An error the user can fix; reported as one sentence, without a stack trace."""
 
@@ -29,10 +32,9 @@ def define_gin_flags():
 def parse_gin(gin_files: Sequence[str], gin_params: Sequence[str]) -> None:
   """Parses gin files and bindings; an unknown binding or file becomes a UserError."""
   # Lets `include 'gin/crar.gin'` work from any working directory.
-  gin.add_config_file_search_path(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  gin.add_config_file_search_path(REPO_ROOT)
   for path in gin_files:
-    if not os.path.exists(path) and not os.path.isabs(path) and not os.path.exists(
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)):
+    if not os.path.exists(path) and not os.path.exists(os.path.join(REPO_ROOT, path)):
       raise UserError(f'gin file {path} does not exist.')
   try:
     gin.parse_config_files_and_bindings(gin_files, gin_params)

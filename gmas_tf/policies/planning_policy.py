@@ -35,10 +35,6 @@ class PlanningPolicy(tf_policy.TFPolicy):
     self._depth_discount = depth_discount
     super().__init__(time_step_spec, action_spec, name=name or f'planning_depth_{depth}')
 
-  @property
-  def depth(self) -> int:
-    return self._depth
-
   def with_depth(self, depth: int) -> 'PlanningPolicy':
     """The same networks planning at another depth."""
     return PlanningPolicy(self.time_step_spec, self.action_spec, self._networks, depth,
