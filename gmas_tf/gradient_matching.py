@@ -22,13 +22,29 @@ def _flatten(t: tf.Tensor) -> tf.Tensor:
 
 def planner_slope(x: tf.Tensor, action: tf.Tensor, q_network, model: planning.WorldModel,
                   depth: int, branching: int = 2, depth_discount: float = 1.0) -> tf.Tensor:
-  """Label: d Q_plan^D(x, a) / dx [B, n] by autodiff of the batched planner (eq. 5)."""
+  """Label: d Q_plan^D(x, a) / dx [B, n] (eq. 5), by autodiff along the best paths.
+
+  The tree under (x, a) is grown without a tape only to find the path each Q^d follows;
+  the tape then sees those D chains alone, which is all Algorithm 1 differentiates.
+  """
   x = tf.stop_gradient(x)
+  paths = planning.best_paths(x, action, q_network, model, depth, branching)
+  weights = planning.depth_weights(depth, depth_discount, x.dtype)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    values = planning.path_values(x, action, paths, q_network, model)
+    value = tf.tensordot(values, weights, axes=[[-1], [0]])
+  return tf.stop_gradient(_flatten(tape.gradient(value, x)))
+
+
+def tree_slope(x: tf.Tensor, action: tf.Tensor, q_network, model: planning.WorldModel,
+               depth: int, branching: int = 2, depth_discount: float = 1.0) -> tf.Tensor:
+  """The same label by autodiff of the whole batched planner (slower; for the tests)."""
   with tf.GradientTape() as tape:
     tape.watch(x)
     plan = planning.plan_q(x, q_network, model, depth, branching, depth_discount)
     value = tf.gather(plan, action, batch_dims=1)
-  return tf.stop_gradient(_flatten(tape.gradient(value, x)))
+  return _flatten(tape.gradient(value, x))
 
 
 def model_free_slope(x: tf.Tensor, action: tf.Tensor, q_network) -> tf.Tensor:
@@ -67,12 +83,10 @@ def reference_slope(x: tf.Tensor, action: tf.Tensor, q_network, model: planning.
                          + g * gradAtDepth(x', a'', d-1) . (I + dtau/dx)
   where a'' is the best action of x' in the planner's backup. Returns [B, n].
   """
-  num_actions = planning.q_by_depth(x[:1], q_network, model, 0).shape[1]
-
   def grad_at_depth(state, act, d):
     if d == 0:
       return model_free_slope(state, act, q_network)
-    one_hot = tf.one_hot(act, num_actions, dtype=state.dtype)
+    one_hot = tf.one_hot(act, model.num_actions, dtype=state.dtype)
     with tf.GradientTape(persistent=True) as tape:
       tape.watch(state)
       next_state = state + model.transition(state, one_hot)

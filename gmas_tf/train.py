@@ -8,7 +8,9 @@ root_dir/
   policies/depth_D/      SavedModels of the planning policy, one per evaluation depth
 """
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import json
 import math
@@ -116,6 +118,25 @@ def train(root_dir: str,
     root_dir.
   """
   os.makedirs(root_dir, exist_ok=True)
+  with _exclusive(root_dir):
+    return _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed,
+                  log_interval, summary_interval, deterministic)
+
+
+@contextlib.contextmanager
+def _exclusive(root_dir: str):
+  """Holds a lock on root_dir while training, so two processes never share a run."""
+  with open(os.path.join(root_dir, '.lock'), 'w') as lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise TrainingError(f'Another process is training in {root_dir}; wait for it or stop '
+                          'it first.') from None
+    yield
+
+
+def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, log_interval,
+           summary_interval, deterministic):
   if deterministic:
     tf.config.experimental.enable_op_determinism()
   tf.keras.utils.set_random_seed(seed)

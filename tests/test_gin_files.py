@@ -46,3 +46,30 @@ def test_gin_file_builds_the_agent_it_names(path, tmp_path, monkeypatch):
   assert agent._alpha == (0.05 if distance == 'cosine' else 1.0)
   assert agent._training_depth == int(path[-5])
   assert agent._gamma == 0.9 and agent._target_update_period == 1000
+
+
+SWEEPS = [os.path.join(REPO, 'gin', 'experiments', name)
+          for name in ('figure1.gin', 'data_size.gin')]
+
+
+@pytest.mark.parametrize('path', SWEEPS, ids=os.path.basename)
+def test_sweep_runs_parse_with_their_bindings(path, monkeypatch, tmp_path):
+  monkeypatch.chdir(tmp_path)
+  cli.parse_gin([path], [])
+  from gmas_tf import sweep  # pylint: disable=import-outside-toplevel
+  runs = sweep.experiment('runs')
+  assert len({r.name for r in runs}) == len(runs) // len({r.seed for r in runs}) >= 6
+  for run in runs[:len(runs) // len({r.seed for r in runs})]:
+    gin.clear_config()
+    command = run.command('bin/train')
+    params = command[command.index('--gin_param') + 1:-2:2]
+    cli.parse_gin([os.path.join(REPO, run.gin_file)], params)
+    assert gin.query_parameter('train.seed') == run.seed
+    assert gin.query_parameter('CrarAgent.update_scheme') == 'joint'
+
+
+def test_long_crar_run_config():
+  cli.parse_gin([os.path.join(REPO, 'gin', 'experiments', 'crar_2e5_long.gin')], [])
+  assert gin.query_parameter('ensure_dataset.num_transitions') == 200_000
+  assert (gin.query_parameter('train.epochs') * gin.query_parameter('train.steps_per_epoch')
+          >= 150_000)

@@ -20,7 +20,7 @@ class TinyNets(tf.Module):
     self.tau_in, self.tau_out = w(N + A, 6), w(6, N, s=0.3)
     self.rho_in, self.rho_out = w(N + A, 5), w(5)
     self.g_in, self.g_out = w(N + A, 5), w(5)
-    self.model = planning.WorldModel(self.transition, self.reward, self.discount)
+    self.model = planning.WorldModel(self.transition, self.reward, self.discount, A)
     self.model_variables = [self.tau_in, self.tau_out, self.rho_in, self.rho_out, self.g_in,
                             self.g_out]
 
@@ -50,9 +50,11 @@ def states(dtype, batch=5, seed=1):
 def test_batched_planner_slope_equals_eq5_recursion(depth):
   nets = TinyNets(tf.float32)
   x, a = states(tf.float32)
-  autodiff = gm.planner_slope(x, a, nets.q, nets.model, depth)
+  best_path = gm.planner_slope(x, a, nets.q, nets.model, depth)
+  tree = gm.tree_slope(x, a, nets.q, nets.model, depth)
   reference = gm.reference_slope(x, a, nets.q, nets.model, depth)
-  np.testing.assert_allclose(autodiff.numpy(), reference.numpy(), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(best_path.numpy(), reference.numpy(), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(tree.numpy(), reference.numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('depth', [0, 1, 3, 5])
@@ -73,10 +75,9 @@ def test_slopes_equal_central_finite_differences_in_float64(depth):
     up = plan_value(tf.constant((flat + step).reshape(x.shape)))
     down = plan_value(tf.constant((flat - step).reshape(x.shape)))
     numeric[:, i] = (up - down) / (2 * h)
-  autodiff = gm.planner_slope(x, a, nets.q, nets.model, depth).numpy()
-  reference = gm.reference_slope(x, a, nets.q, nets.model, depth).numpy()
-  np.testing.assert_allclose(autodiff, numeric, rtol=1e-6, atol=1e-8)
-  np.testing.assert_allclose(reference, numeric, rtol=1e-6, atol=1e-8)
+  for slope in (gm.planner_slope, gm.tree_slope, gm.reference_slope):
+    np.testing.assert_allclose(slope(x, a, nets.q, nets.model, depth).numpy(), numeric,
+                               rtol=1e-6, atol=1e-8)
 
 
 def test_depth_zero_label_is_the_q_slope():

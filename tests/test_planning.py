@@ -27,7 +27,7 @@ def q_network(x):
   return x * Q_SLOPE + Q_BIAS
 
 
-MODEL = planning.WorldModel(transition, reward, discount)
+MODEL = planning.WorldModel(transition, reward, discount, num_actions=4)
 
 
 def q_np(x):
@@ -78,7 +78,7 @@ def test_one_network_call_per_level():
     calls['reward'] += 1
     return reward(x, a)
 
-  model = planning.WorldModel(transition, counting_reward, discount)
+  model = planning.WorldModel(transition, counting_reward, discount, num_actions=4)
   planning.q_by_depth(tf.zeros([8, 1]), counting_q, model, depth=5)
   assert calls == {'q': 6, 'reward': 5}
 
@@ -87,3 +87,25 @@ def test_depth_weights():
   assert planning.depth_weights(3).numpy() == pytest.approx([0.25] * 4)
   weights = planning.depth_weights(2, 0.5).numpy()
   assert weights == pytest.approx(np.array([1, 0.5, 0.25]) / 1.75)
+
+
+@pytest.mark.parametrize('depth', [0, 1, 2, 3, 5])
+@pytest.mark.parametrize('branching', [1, 2, 3])
+def test_best_paths_reproduce_the_tree_values(depth, branching):
+  xs = tf.constant(np.array([-1.5, 0.0, 0.7, 2.0, 0.3], np.float32)[:, None])
+  action = tf.constant([0, 1, 2, 3, 1])
+  tree = planning.q_by_depth(xs, q_network, MODEL, depth, branching).numpy()
+  paths = planning.best_paths(xs, action, q_network, MODEL, depth, branching)
+  assert [p.shape for p in paths] == [(5, d) for d in range(1, depth + 1)]
+  along = planning.path_values(xs, action, paths, q_network, MODEL).numpy()
+  np.testing.assert_allclose(along, tree[np.arange(5), action.numpy()], rtol=1e-5, atol=1e-5)
+
+
+def test_best_path_by_hand():
+  # x = 1, a = 0: x1 = 2 with Q(2) = [2, -1, 1.2, 0.3]: B = {0, 2}. Q^1 of x1's candidates:
+  # a' = 0 -> x2 = 3: 0.1 * 2 + 0 + 0.5 * max_B Q(3) = 0.2 + 0.5 * 3 = 1.7;
+  # a' = 2 -> x2 = 2.5: 0.2 + 2 + 0.5 * max_B Q(2.5) = 2.2 + 0.5 * 2.5 = 3.45.
+  # So Q^2 follows 2, then x2's best action 0; Q^1 follows 0 (Q^0 of x1 is largest at 0).
+  paths = planning.best_paths(tf.constant([[1.0]]), tf.constant([0]), q_network, MODEL, 2)
+  assert paths[0].numpy().tolist() == [[0]]
+  assert paths[1].numpy().tolist() == [[2, 0]]

@@ -1,0 +1,133 @@
+"""Tables and a Figure-1-style plot from a sweep's evaluation CSVs (see gmas_tf.sweep).
+
+Methods are compared at the same budget: the last evaluation step every run has reached
+(unfinished runs of a sweep in progress included), and the area under the curve up to it.
+"""
+
+import csv
+import glob
+import os
+from typing import Dict, List
+
+import numpy as np
+
+from gmas_tf import statistics
+
+# curves[method][depth] = (steps [T], scores [seeds, T])
+Curves = Dict[str, Dict[int, tuple]]
+
+
+def load_curves(root_dir: str, metric: str = 'held_out_score') -> Curves:
+  """Reads root_dir/<method>/seed_<s>/evaluations.csv, keeping the steps all seeds share."""
+  by_method: Dict[str, List[dict]] = {}
+  for path in sorted(glob.glob(os.path.join(root_dir, '*', 'seed_*', 'evaluations.csv'))):
+    method = os.path.basename(os.path.dirname(os.path.dirname(path)))
+    with open(path) as stream:
+      rows = list(csv.DictReader(stream))
+    if rows:
+      by_method.setdefault(method, []).append(rows)
+  curves: Curves = {}
+  for method, runs in by_method.items():
+    depths = sorted({int(r['depth']) for r in runs[0]})
+    curves[method] = {}
+    for depth in depths:
+      per_run = [{int(r['step']): float(r[metric]) for r in rows if int(r['depth']) == depth}
+                 for rows in runs]
+      steps = sorted(set.intersection(*(set(p) for p in per_run)))
+      if steps:
+        curves[method][depth] = (np.array(steps), np.array([[p[s] for s in steps]
+                                                             for p in per_run]))
+  return curves
+
+
+def random_reference(root_dir: str) -> float:
+  """The random policy's held-out score recorded by the runs (the same mazes for all)."""
+  values = []
+  for path in glob.glob(os.path.join(root_dir, '*', 'seed_*', 'evaluations.csv')):
+    with open(path) as stream:
+      values += [float(r['random_held_out_score']) for r in csv.DictReader(stream)]
+  return float(np.mean(values)) if values else float('nan')
+
+
+def common_step(curves: Curves, depth: int) -> int:
+  """The largest step that every method has evaluated at this depth."""
+  return int(min(curves[m][depth][0][-1] for m in curves if depth in curves[m]))
+
+
+def _fmt(value: float) -> str:
+  return f'{value:.2f}'
+
+
+def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
+                repetitions: int = 2000) -> str:
+  """A markdown table of every method at one evaluation depth, at the common step."""
+  step = common_step(curves, depth)
+  finals, areas = {}, {}
+  for method in sorted(curves):
+    if depth not in curves[method]:
+      continue
+    steps, scores = curves[method][depth]
+    upto = steps <= step
+    finals[method] = scores[:, np.flatnonzero(upto)[-1]]
+    areas[method] = np.array([statistics.area_under_curve(steps[upto], s[upto])
+                              for s in scores])
+  lines = [f'Evaluation depth {depth}, at step {step} (the last step every method reached).',
+           '',
+           f'| method | seeds | final mean | final IQM [95% CI] | AUC mean | AUC IQM [95% CI] '
+           f'| P(final > {baseline}) |',
+           '|---|---|---|---|---|---|---|']
+  for method in finals:
+    cells = [method, str(len(finals[method]))]
+    for values in (finals[method], areas[method]):
+      low, high = statistics.stratified_bootstrap_ci(values, statistics.iqm,
+                                                     repetitions=repetitions)
+      cells += [_fmt(np.mean(values)),
+                f'{_fmt(statistics.iqm(values))} [{_fmt(low)}, {_fmt(high)}]']
+    if baseline in finals and method != baseline:
+      cells.append(_fmt(statistics.probability_of_improvement(finals[method],
+                                                              finals[baseline])))
+    else:
+      cells.append('')
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def figure(curves: Curves, output: str, random_score: float, baseline: str = 'crar',
+           repetitions: int = 500):
+  """Rows: cosine and L2 GMAS (plus the baseline in each); columns: evaluation depths.
+
+  Each curve is the mean over seeds with its 95% bootstrap band.
+  """
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  depths = sorted({d for by_depth in curves.values() for d in by_depth})
+  rows = [kind for kind in ('cosine', 'l2') if any(kind in m for m in curves)] or ['all']
+  fig, axes = plt.subplots(len(rows), len(depths), figsize=(3.6 * len(depths),
+                                                            3.0 * len(rows)),
+                           squeeze=False, sharey=True)
+  for i, kind in enumerate(rows):
+    methods = [m for m in sorted(curves)
+               if kind == 'all' or kind in m or m == baseline]
+    for j, depth in enumerate(depths):
+      ax = axes[i][j]
+      for method in methods:
+        if depth not in curves[method]:
+          continue
+        steps, scores = curves[method][depth]
+        mean = scores.mean(0)
+        bands = np.array([statistics.stratified_bootstrap_ci(
+            scores[:, t], np.mean, repetitions=repetitions) for t in range(len(steps))])
+        line, = ax.plot(steps, mean, label=f'{method} ({len(scores)})',
+                        color='black' if method == baseline else None)
+        ax.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.2, color=line.get_color())
+      ax.axhline(random_score, color='gray', linestyle=':', label='random policy')
+      ax.set_title(f'{kind}: evaluation depth {depth}', fontsize=9)
+      ax.set_xlabel('train steps')
+      if j == 0:
+        ax.set_ylabel('held-out score')
+      ax.legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(output, dpi=110)
+  plt.close(fig)

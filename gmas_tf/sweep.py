@@ -1,0 +1,97 @@
+"""Resumable sweeps: configs x seeds, each run a separate `bin/train` process.
+
+A sweep is a gin file:
+
+  experiment.configs = {'crar': 'gin/crar.gin', 'gmas_cosine_d1': 'gin/gmas_cosine_depth1.gin'}
+  experiment.seeds = [0, 1, 2]
+  experiment.bindings = ['train.epochs = 10']   # applied to every run (the budget)
+
+Run `name` with seed `s` lives in root_dir/name/seed_s and trains with `train.seed = s`
+and `ensure_dataset.seed = s` (so each seed has its own dataset, shared by all configs:
+the comparison is paired). A run that ended well gets a `finished` file and is skipped
+next time; any other run resumes from its checkpoints when the sweep is started again.
+"""
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, NamedTuple, Sequence, Tuple
+
+import gin
+
+FINISHED_FILE = 'finished'
+LOG_FILE = 'train.log'
+
+
+class Run(NamedTuple):
+  name: str
+  seed: int
+  gin_file: str
+  bindings: Tuple[str, ...]
+  root_dir: str
+
+  def command(self, train_binary: str) -> List[str]:
+    params = [f'train.seed = {self.seed}', f'ensure_dataset.seed = {self.seed}', *self.bindings]
+    return ([sys.executable, train_binary, '--gin_file', self.gin_file]
+            + [arg for p in params for arg in ('--gin_param', p)]
+            + ['--root_dir', self.root_dir])
+
+  @property
+  def finished(self) -> bool:
+    return os.path.exists(os.path.join(self.root_dir, FINISHED_FILE))
+
+
+@gin.configurable
+def experiment(root_dir: str, configs: Dict[str, str] = gin.REQUIRED,
+               seeds: Sequence[int] = (0, 1, 2),
+               bindings: Sequence[str] = ()) -> List[Run]:
+  """The runs of a sweep, seed-major: every config gets seed 0 before any gets seed 1."""
+  return [Run(name, seed, gin_file, tuple(bindings), os.path.join(root_dir, name, f'seed_{seed}'))
+          for seed in seeds for name, gin_file in configs.items()]
+
+
+def _die_with_parent():
+  """In the child: receive SIGTERM when the sweep dies, even by SIGKILL (Linux)."""
+  ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
+            poll_seconds: float = 2.0) -> List[Run]:
+  """Runs the unfinished runs, `parallel` at a time. Returns the runs that failed.
+
+  If this process is interrupted or killed, its children stop too; their checkpoints stay.
+  """
+  pending = [r for r in runs if not r.finished]
+  print(f'{len(runs) - len(pending)} of {len(runs)} runs already finished', flush=True)
+  active, failed = {}, []
+  try:
+    while pending or active:
+      while pending and len(active) < parallel:
+        run = pending.pop(0)
+        os.makedirs(run.root_dir, exist_ok=True)
+        with open(os.path.join(run.root_dir, LOG_FILE), 'a') as log:
+          active[run] = subprocess.Popen(run.command(train_binary), stdout=log,
+                                         stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
+        print(f'started {run.name} seed {run.seed}', flush=True)
+      for run, process in list(active.items()):
+        if process.poll() is None:
+          continue
+        del active[run]
+        if process.returncode == 0:
+          open(os.path.join(run.root_dir, FINISHED_FILE), 'w').close()
+          print(f'finished {run.name} seed {run.seed}', flush=True)
+        else:
+          failed.append(run)
+          print(f'FAILED {run.name} seed {run.seed} (exit {process.returncode}); see '
+                f'{os.path.join(run.root_dir, LOG_FILE)}', flush=True)
+      time.sleep(poll_seconds if active else 0)
+  finally:
+    for process in active.values():
+      process.terminate()
+    for process in active.values():
+      process.wait()
+  return failed

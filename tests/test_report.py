@@ -1,0 +1,77 @@
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gmas_tf import report
+from gmas_tf import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_run(root, method, seed, scores_by_step, depths=(0, 3)):
+  directory = os.path.join(root, method, f'seed_{seed}')
+  os.makedirs(directory)
+  with open(os.path.join(directory, 'evaluations.csv'), 'w', newline='') as stream:
+    writer = csv.DictWriter(stream, train.CSV_FIELDS)
+    writer.writeheader()
+    for epoch, (step, score) in enumerate(scores_by_step, 1):
+      for depth in depths:
+        writer.writerow(dict(epoch=epoch, step=step, depth=depth, deer_score=score,
+                             held_out_score=score + depth, random_held_out_score=-3.9))
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+  root = str(tmp_path)
+  write_run(root, 'crar', 0, [(100, -5.0), (200, -4.0)])
+  write_run(root, 'crar', 1, [(100, -4.0), (200, -3.0), (300, -2.0)])  # ran further
+  write_run(root, 'gmas_cosine_d1', 0, [(100, -3.0), (200, -1.0)])
+  write_run(root, 'gmas_cosine_d1', 1, [(100, -3.0), (200, -2.0)])
+  return root
+
+
+def test_curves_keep_the_steps_every_seed_reached(sweep_dir):
+  curves = report.load_curves(sweep_dir)
+  steps, scores = curves['crar'][0]
+  assert steps.tolist() == [100, 200]
+  np.testing.assert_allclose(scores, [[-5, -4], [-4, -3]])
+  np.testing.assert_allclose(curves['crar'][3][1], [[-2, -1], [-1, 0]])  # + depth
+  assert report.common_step(curves, 0) == 200
+  assert report.random_reference(sweep_dir) == pytest.approx(-3.9)
+
+
+def test_depth_table_by_hand(sweep_dir):
+  table = report.depth_table(report.load_curves(sweep_dir), 0, repetitions=200)
+  rows = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[2:-1]]
+          for line in table.splitlines() if line.startswith('| ') and 'method' not in line}
+  # crar finals -4, -3: mean -3.5; AUC (trapezoid over 100..200): -4.5 and -3.5.
+  assert rows['crar'][:2] == ['2', '-3.50']
+  assert rows['crar'][3] == '-4.00'
+  # gmas finals -1, -2 against -4, -3: every pair is won.
+  assert rows['gmas_cosine_d1'][1] == '-1.50'
+  assert rows['gmas_cosine_d1'][5] == '1.00'
+  assert 'at step 200' in table
+
+
+def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
+  output = os.path.join(str(tmp_path), 'out', 'figure1')
+  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
+                           '--root_dir', sweep_dir, '--output', output],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr
+  assert os.path.getsize(output + '.png') > 10_000
+  with open(output + '.md') as stream:
+    text = stream.read()
+  assert text.count('Evaluation depth') == 2 and 'gmas_cosine_d1' in text
+
+
+def test_bin_report_on_an_empty_directory_says_what_is_wrong(tmp_path):
+  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
+                           '--root_dir', str(tmp_path), '--output', str(tmp_path / 'x')],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith('error: No evaluations.csv')

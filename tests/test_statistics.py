@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from gmas_tf import statistics
+
+
+def test_iqm_by_hand():
+  assert statistics.iqm([4, 1, 3, 2]) == pytest.approx(2.5)  # mean of 2, 3
+  # n = 8: the lowest two and the highest two go.
+  assert statistics.iqm([1, 3, 5, 7, 9, 11, 13, 100]) == pytest.approx((5 + 7 + 9 + 11) / 4)
+  # An outlier does not move it: n = 5 drops one value from each end.
+  assert statistics.iqm([0, 1, 2, 3, 1000]) == pytest.approx(2.0)
+  assert statistics.iqm(np.full((3, 2), 7.0)) == pytest.approx(7.0)
+  with pytest.raises(ValueError):
+    statistics.iqm([])
+
+
+def test_probability_of_improvement_by_hand():
+  # Pairs (x, y): 3 > 1, 3 > 2, 1 = 1 (one half), 1 < 2: (1 + 1 + 0.5 + 0) / 4.
+  assert statistics.probability_of_improvement([3, 1], [1, 2]) == pytest.approx(0.625)
+  assert statistics.probability_of_improvement([5, 6], [1, 2]) == 1.0
+  assert statistics.probability_of_improvement([1, 2], [5, 6]) == 0.0
+
+
+def test_area_under_curve_by_hand():
+  # Trapezoids over steps 0..2..6: (0 + 1) / 2 * 2 + (1 + 3) / 2 * 4 = 1 + 8 = 9, over 6.
+  assert statistics.area_under_curve([0, 2, 6], [0, 1, 3]) == pytest.approx(1.5)
+  assert statistics.area_under_curve([5], [-4.0]) == -4.0
+
+
+def test_bootstrap_interval_of_constant_scores_is_a_point():
+  low, high = statistics.stratified_bootstrap_ci(np.full((4, 2), -3.0), np.mean)
+  assert low == high == -3.0
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_runs():
+  rng = np.random.default_rng(0)
+  few = rng.normal(1.0, 1.0, (5, 1))
+  many = rng.normal(1.0, 1.0, (200, 1))
+  low, high = statistics.stratified_bootstrap_ci(few, np.mean, repetitions=500)
+  assert low < np.mean(few) < high
+  low_many, high_many = statistics.stratified_bootstrap_ci(many, np.mean, repetitions=500)
+  assert high_many - low_many < high - low
+  # About +-1.96 standard errors for the mean of 200 unit-variance draws.
+  assert high_many - low_many == pytest.approx(2 * 1.96 / np.sqrt(200), rel=0.2)
+
+
+def test_bootstrap_is_stratified_by_task():
+  # Task 0 is always 0 and task 1 always 10: resampling within tasks keeps the mean at 5;
+  # resampling whole pooled values would not.
+  scores = np.stack([np.zeros(6), np.full(6, 10.0)], axis=1)
+  assert statistics.stratified_bootstrap_ci(scores, np.mean) == (5.0, 5.0)
