@@ -36,6 +36,35 @@ CSV_FIELDS = ('epoch', 'step', 'depth', 'deer_score', 'deer_episodes', 'held_out
               'optimal_held_out_score', 'steps_per_second')
 
 
+STRATEGIES = ('default', 'mirrored', 'multi_worker')
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+  """'default' (one device), 'mirrored' (every local GPU, else the CPU) or 'multi_worker'
+  (MultiWorkerMirroredStrategy; the cluster comes from the TF_CONFIG variable)."""
+  if name == 'default':
+    return tf.distribute.get_strategy()
+  if name == 'mirrored':
+    return tf.distribute.MirroredStrategy()
+  if name == 'multi_worker':
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ValueError(f'strategy must be one of {STRATEGIES}, got {name!r}.')
+
+
+def distributed_train_step(agent, strategy: tf.distribute.Strategy):
+  """A traced update on a global batch split across the strategy's replicas.
+
+  Returns the LossInfo averaged over replicas (for mean losses: the global batch's).
+  """
+
+  def step(batch):
+    per_replica = strategy.run(agent.train, args=(batch,))
+    return tf.nest.map_structure(
+        lambda t: strategy.reduce(tf.distribute.ReduceOp.MEAN, t, axis=None), per_replica)
+
+  return common.function(step)
+
+
 class TrainingError(RuntimeError):
   """Training cannot go on (e.g. a NaN loss); the last good checkpoint is kept."""
 
@@ -101,7 +130,8 @@ def train(root_dir: str,
           seed: int = 0,
           log_interval: int = 200,
           summary_interval: int = 100,
-          deterministic: bool = True) -> str:
+          deterministic: bool = True,
+          strategy: str = 'default') -> str:
   """Trains an agent offline for epochs x steps_per_epoch updates; resumes from root_dir.
 
   Args:
@@ -114,13 +144,15 @@ def train(root_dir: str,
     log_interval: steps between console progress lines.
     summary_interval: steps between TensorBoard loss summaries.
     deterministic: enable TensorFlow's op determinism (same seed, same losses).
+    strategy: the tf.distribute strategy (see make_strategy); the batch size stays the
+      global batch, split across replicas.
   Returns:
     root_dir.
   """
   os.makedirs(root_dir, exist_ok=True)
   with _exclusive(root_dir):
     return _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed,
-                  log_interval, summary_interval, deterministic)
+                  log_interval, summary_interval, deterministic, make_strategy(strategy))
 
 
 @contextlib.contextmanager
@@ -136,7 +168,7 @@ def _exclusive(root_dir: str):
 
 
 def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, log_interval,
-           summary_interval, deterministic):
+           summary_interval, deterministic, strategy):
   if deterministic:
     tf.config.experimental.enable_op_determinism()
   tf.keras.utils.set_random_seed(seed)
@@ -145,8 +177,9 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
   arrays, metadata = data.load(dataset_dir, env)
   buffer = data.make_replay_buffer(arrays)
   tf_env = tf_py_environment.TFPyEnvironment(env)
-  agent = agent_class(tf_env.time_step_spec(), tf_env.action_spec())
-  agent.initialize()
+  with strategy.scope():
+    agent = agent_class(tf_env.time_step_spec(), tf_env.action_spec())
+    agent.initialize()
 
   checkpoint = tf.train.Checkpoint(agent=agent, optimizers=agent.optimizers)
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(root_dir, 'checkpoints'),
@@ -163,8 +196,9 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
     stream.write(gin.operative_config_str())
   # Sampling is seeded by (seed, step), so a resumed run is reproducible too.
   tf.random.set_seed(seed * 1_000_003 + start_step)
-  iterator = iter(data.make_dataset(buffer, env.sprites))
-  train_step = common.function(agent.train)
+  iterator = iter(strategy.experimental_distribute_dataset(
+      data.make_dataset(buffer, env.sprites)))
+  train_step = distributed_train_step(agent, strategy)
   train_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
   eval_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'eval'))
   csv_log = _CsvLog(os.path.join(root_dir, 'evaluations.csv'), start_step)

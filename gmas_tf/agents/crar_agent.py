@@ -41,6 +41,19 @@ def dispersion(difference: tf.Tensor, scale: float) -> tf.Tensor:
   return tf.reduce_mean(tf.exp(-scale * tf.sqrt(tf.clip_by_value(squared, 1e-6, 10.0))))
 
 
+def num_replicas() -> int:
+  """Replicas sharing the global batch (1 outside `tf.distribute` or in cross-replica code)."""
+  context = tf.distribute.get_replica_context()
+  return 1 if context is None else context.num_replicas_in_sync
+
+
+def whole_batch(x: tf.Tensor) -> tf.Tensor:
+  """x of the global batch: the replicas' shards, gathered in order (differentiable)."""
+  if num_replicas() == 1:
+    return x
+  return tf.distribute.get_replica_context().all_gather(x, axis=0)
+
+
 def ball(x: tf.Tensor) -> tf.Tensor:
   """Keeps x in the L-infinity ball of radius 1 (eq. 3): mean(clip(max_c x^2 - 1, 0, 100))."""
   return tf.reduce_mean(tf.clip_by_value(tf.reduce_max(tf.square(x), -1) - 1.0, 0.0, 100.0))
@@ -184,7 +197,10 @@ class CrarAgent(tf_agent.TFAgent):
       target = (1.0 - t.terminal) * self._gamma
       terms['discount'] = tf.reduce_mean(tf.square(self._discount([x, one_hot]) - target))
     if 'dispersion' in names:
-      terms['dispersion'] = dispersion(x - tf.roll(x, 1, axis=0), self._dispersion_scale)
+      # Random pairs span the global batch, so a split batch gives the same loss.
+      everyone = whole_batch(x)
+      terms['dispersion'] = dispersion(everyone - tf.roll(everyone, 1, axis=0),
+                                       self._dispersion_scale)
     if 'consecutive_dispersion' in names:
       terms['consecutive_dispersion'] = dispersion(x - x2, self._dispersion_scale)
     if 'ball' in names:
@@ -218,8 +234,18 @@ class CrarAgent(tf_agent.TFAgent):
   # -- update -------------------------------------------------------------------------
 
   def _apply(self, optimizer, loss, variables, tape):
-    gradients = tape.gradient(loss, variables)
+    # Under tf.distribute each replica holds a shard of the batch and the optimizer sums
+    # the replicas' gradients: scaling by 1/replicas makes that the global batch's mean.
+    gradients = tape.gradient(loss, variables,
+                              output_gradients=tf.constant(1.0 / num_replicas(), loss.dtype))
     optimizer.apply_gradients(zip(gradients, variables))
+
+  def _count_and_sync(self, strategy=None):
+    """Counts the update and syncs the targets every period (in cross-replica context)."""
+    del strategy
+    self.train_step_counter.assign_add(1)
+    tf.cond(self.train_step_counter % self._target_update_period == 0,
+            lambda: self.sync_targets() or tf.constant(True), lambda: tf.constant(False))
 
   def _train(self, experience, weights=None):
     del weights
@@ -238,9 +264,11 @@ class CrarAgent(tf_agent.TFAgent):
         loss_info = self._loss(experience)
       self._apply(self._optimizers['joint'], loss_info.loss, variables, tape)
       total, terms = loss_info
-    self.train_step_counter.assign_add(1)
-    tf.cond(self.train_step_counter % self._target_update_period == 0,
-            lambda: self.sync_targets() or tf.constant(True), lambda: tf.constant(False))
+    context = tf.distribute.get_replica_context()
+    if context is None:
+      self._count_and_sync()
+    else:
+      context.merge_call(self._count_and_sync)
     for name, value in terms.items():
       tf.summary.scalar(f'Losses/{name}', value, step=self.train_step_counter)
     tf.summary.scalar('Losses/total', total, step=self.train_step_counter)

@@ -1,0 +1,94 @@
+"""tf.distribute: mirrored training on two logical CPUs equals one device on the same
+global batch, and bin/train runs under --strategy mirrored."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs in a fresh process: logical devices must be set before TensorFlow starts.
+SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tf_agents.environments import tf_py_environment
+from gmas_tf import data, train
+from gmas_tf.agents import gmas_agent
+from gmas_tf.envs import maze
+
+env = maze.MazeEnvironment(seed=0)
+arrays, _ = data.collect(env, 600, 0)
+tf.random.set_seed(0)
+batches = list(data.make_dataset(data.make_replay_buffer(arrays), env.sprites).take(4))
+tf_env = tf_py_environment.TFPyEnvironment(env)
+
+def losses(strategy, scheme):
+  tf.keras.utils.set_random_seed(1)
+  with strategy.scope():
+    agent = gmas_agent.GmasAgent(tf_env.time_step_spec(), tf_env.action_spec(),
+                                 update_scheme=scheme, distance='cosine', training_depth=1,
+                                 target_update_period=2)
+    agent.initialize()
+  step = train.distributed_train_step(agent, strategy)
+  result = []
+  for batch in batches:
+    shards = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+    info = step(next(iter(shards)))
+    result.append({k: float(v) for k, v in info.extra.items()})
+  weights = [float(tf.reduce_sum(v)) for v in agent.network('encoder').variables]
+  return dict(losses=result, encoder=weights, replicas=strategy.num_replicas_in_sync,
+              step=int(agent.train_step_counter.numpy()))
+
+mirrored = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+print(json.dumps({scheme: dict(single=losses(tf.distribute.get_strategy(), scheme),
+                               mirrored=losses(mirrored, scheme))
+                  for scheme in ('joint', 'deer')}))
+"""
+
+
+@pytest.fixture(scope='module')
+def runs():
+  result = subprocess.run([sys.executable, '-c', SCRIPT], capture_output=True, text=True,
+                          cwd=REPO, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize('scheme', ['joint', 'deer'])
+def test_mirrored_on_two_cpus_matches_one_device(runs, scheme):
+  single, mirrored = runs[scheme]['single'], runs[scheme]['mirrored']
+  assert (single['replicas'], mirrored['replicas']) == (1, 2)
+  assert single['step'] == mirrored['step'] == 4
+  for one, two in zip(single['losses'], mirrored['losses']):
+    assert one.keys() == two.keys()
+    for name in one:
+      assert two[name] == pytest.approx(one[name], rel=1e-4, abs=1e-6), name
+  np.testing.assert_allclose(mirrored['encoder'], single['encoder'], rtol=1e-4, atol=1e-5)
+  # The updates did something: the losses of the last step differ from the first.
+  assert single['losses'][0]['q'] != single['losses'][-1]['q']
+
+
+def test_bin_train_under_mirrored_checkpoints_resumes_and_exports(tmp_path):
+  def train(epochs):
+    command = [sys.executable, os.path.join(REPO, 'bin', 'train'), '--strategy', 'mirrored',
+               '--gin_file', os.path.join(REPO, 'gin', 'smoke.gin'),
+               '--gin_param', f"dataset_directory.data_root = '{tmp_path / 'data'}'",
+               '--gin_param', f'train.epochs = {epochs}', '--root_dir', str(tmp_path / 'run')]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+  first = train(1)
+  assert first.returncode == 0, first.stderr[-3000:]
+  second = train(2)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert 'resuming from step 4' in second.stdout
+  assert os.path.exists(tmp_path / 'run' / 'policies' / 'depth_1' / 'saved_model.pb')
+  with open(tmp_path / 'run' / 'evaluations.csv') as stream:
+    steps = [line.split(',')[1] for line in stream.read().splitlines()[1:]]
+  assert steps == ['4', '4', '8', '8']
