@@ -162,3 +162,15 @@ def test_same_seed_and_data_give_the_same_first_100_losses(tmp_path, data_root):
   assert sorted(losses[0]) == list(range(1, 101))
   np.testing.assert_array_equal([losses[0][s] for s in range(1, 101)],
                                 [losses[1][s] for s in range(1, 101)])
+
+
+def test_single_maze_check_runs_and_reports_each_depth():
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'bin', 'single_maze'), '--num_transitions', '300',
+       '--steps', '4', '--eval_every', '2', '--gin_param', "CrarAgent.update_scheme = 'joint'"],
+      capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = [line for line in result.stdout.splitlines() if line.startswith('step ')]
+  assert [line.split()[1] for line in lines] == ['2', '4']
+  assert all('by depth {0: (' in line and ', 3: (' in line for line in lines)
+  assert 'optimal return 2.4' in result.stdout  # the first held-out maze
