@@ -61,7 +61,9 @@ def held_out_score(act: Act, seed: int = 1_000_003, num_mazes: int = 500,
   """Plays each of `num_mazes` test mazes once, all environments stepped together.
 
   Returns the mean raw return, its standard error, the mean normalized return, the mean
-  optimal return, and how many test mazes also appear in `excluded_hashes` (training data).
+  optimal return, how the agent behaved (keys collected per episode, the fraction of moves
+  into a wall, distinct cells visited per episode), and how many test mazes also appear in
+  `excluded_hashes` (training data).
   """
   rng = np.random.default_rng([seed, 3])
   generator = maze.MazeEnvironment(seed=seed)
@@ -77,12 +79,21 @@ def held_out_score(act: Act, seed: int = 1_000_003, num_mazes: int = 500,
   observations = np.stack(observations)
   returns = np.zeros(num_mazes)
   running = np.ones(num_mazes, bool)
+  keys = np.zeros(num_mazes)
+  bumps, steps = 0, 0  # moves that left the agent in place (into a wall)
+  visited = [{maze.START} for _ in range(num_mazes)]
   while running.any():
     live = np.flatnonzero(running)
     actions = act(observations[live])
     for index, action in zip(live, actions):
+      before = _agent_cell(envs[index])
       step = envs[index].step(np.int32(action))
+      after = _agent_cell(envs[index])
       returns[index] += float(step.reward)
+      keys[index] += float(step.reward) > 0
+      bumps += after == before
+      steps += 1
+      visited[index].add(after)
       observations[index] = step.observation
       running[index] = not step.is_last()
   optimal = np.asarray(optimal)
@@ -91,4 +102,10 @@ def held_out_score(act: Act, seed: int = 1_000_003, num_mazes: int = 500,
   return dict(score=float(returns.mean()),
               score_sem=float(returns.std(ddof=1) / np.sqrt(num_mazes)),
               normalized=float(normalized.mean()), optimal=float(optimal.mean()),
+              keys_collected=float(keys.mean()), wall_bump_fraction=bumps / steps,
+              cells_visited=float(np.mean([len(v) for v in visited])),
               overlap_with_data=int(overlap))
+
+
+def _agent_cell(env: maze.MazeEnvironment):
+  return tuple(int(v) for v in np.argwhere(env.cells() == maze.AGENT)[0])

@@ -33,7 +33,8 @@ from gmas_tf.envs import maze
 
 CSV_FIELDS = ('epoch', 'step', 'depth', 'deer_score', 'deer_episodes', 'held_out_score',
               'held_out_sem', 'held_out_normalized', 'random_held_out_score',
-              'optimal_held_out_score', 'steps_per_second')
+              'optimal_held_out_score', 'held_out_keys', 'held_out_wall_bumps',
+              'held_out_cells_visited', 'steps_per_second')
 
 
 STRATEGIES = ('default', 'mirrored', 'multi_worker')
@@ -239,7 +240,9 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
           deer_episodes=deer['episodes'], held_out_score=held['score'],
           held_out_sem=held['score_sem'], held_out_normalized=held['normalized'],
           random_held_out_score=random_reference['score'],
-          optimal_held_out_score=held['optimal'], steps_per_second=speed))
+          optimal_held_out_score=held['optimal'], held_out_keys=held['keys_collected'],
+          held_out_wall_bumps=held['wall_bump_fraction'],
+          held_out_cells_visited=held['cells_visited'], steps_per_second=speed))
       with eval_writer.as_default():
         tf.summary.scalar(f'eval/deer_score_depth_{depth}', deer['score'], step=step)
         tf.summary.scalar(f'eval/held_out_score_depth_{depth}', held['score'], step=step)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from gmas_tf import evaluation
+from gmas_tf.envs import maze
 
 UP = 2
 
@@ -25,3 +26,26 @@ def test_held_out_score_floor_and_random_policy():
   assert 0.0 < random['normalized'] < 1.0
   # The set of test mazes is fixed by its seed.
   assert evaluation.held_out_score(always_up, num_mazes=20)['optimal'] == stuck['optimal']
+
+
+def test_held_out_behaviour_statistics():
+  stuck = evaluation.held_out_score(always_up, num_mazes=10)
+  assert (stuck['keys_collected'], stuck['wall_bump_fraction'], stuck['cells_visited']) == (
+      0.0, 1.0, 1.0)
+
+  def down_then_up(observations):  # (1, 1) -> (2, 1) -> (1, 1) -> ...
+    down_then_up.calls += 1
+    return np.full(len(observations), 0 if down_then_up.calls % 2 else UP)
+
+  down_then_up.calls = 0
+  moving = evaluation.held_out_score(down_then_up, num_mazes=10)
+  # Expected from the mazes themselves: a wall at (2, 1) makes all 50 moves bumps in one
+  # cell; otherwise none bumps, two cells are visited, and a key there is collected once.
+  generator = maze.MazeEnvironment(seed=1_000_003)
+  mazes = [generator.draw_maze() for _ in range(10)]
+  walled = np.array([walls[2, 1] for walls, _ in mazes])
+  keyed = np.array([(2, 1) in {tuple(k) for k in keys} for _, keys in mazes])
+  assert 0 < walled.sum() < 10  # both cases occur
+  assert moving['wall_bump_fraction'] == pytest.approx(walled.mean())
+  assert moving['cells_visited'] == pytest.approx(np.mean(np.where(walled, 1, 2)))
+  assert moving['keys_collected'] == pytest.approx(keyed.mean())
