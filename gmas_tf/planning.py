@@ -8,6 +8,10 @@ B(x') holds the top-`branching` actions of Q(x', .); the root expands every acti
 tree is built level by level with one batched call of each network per level, then
 backed up from the leaves. Everything is differentiable w.r.t. x: the max picks the best
 branch, so d Q^d / dx follows the best path as Algorithm 1 does.
+
+For GMAS's label, `best_paths` grows the tree under one root action to find the path
+each Q^d follows, and `path_values` recomputes Q^d along those paths only: the same
+values, with a tape that need not see the tree.
 """
 
 from typing import Callable, NamedTuple
