@@ -88,7 +88,12 @@ def ensure_dataset(directory: Optional[str] = None, num_transitions: int = 100_0
     logging.info('Collecting %d transitions into %s', num_transitions, directory)
     env = maze.MazeEnvironment(seed=seed)
     arrays, hashes = data.collect(env, num_transitions, seed)
-    data.save(directory, arrays, hashes, env, seed, num_transitions)
+    try:
+      data.save(directory, arrays, hashes, env, seed, num_transitions)
+    except data.DatasetError:
+      # Another run of a sweep saved the same dataset (same seed, same bytes) meanwhile.
+      if not os.path.exists(os.path.join(directory, data.METADATA_FILE)):
+        raise
   return directory
 
 

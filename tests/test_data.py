@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from gmas_tf import data
+from gmas_tf import train
 from gmas_tf.envs import maze
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -164,3 +165,17 @@ def test_collect_cli_and_its_errors(tmp_path):
   assert unknown.returncode == 1
   assert 'no_such_thing' in unknown.stderr and 'Traceback' not in unknown.stderr
   assert not os.path.exists(tmp_path / 'x')
+
+
+def test_ensure_dataset_accepts_a_copy_saved_by_a_concurrent_run(tmp_path, monkeypatch):
+  directory = str(tmp_path / 'shared')
+  real_save = data.save
+
+  def save_after_another_run(*args):
+    real_save(*args)  # the other run of the sweep finishes first...
+    return real_save(*args)  # ...so this one finds a dataset there
+
+  monkeypatch.setattr(data, 'save', save_after_another_run)
+  assert train.ensure_dataset(directory, num_transitions=50, seed=3) == directory
+  arrays, metadata = data.load(directory, maze.MazeEnvironment())
+  assert metadata['num_transitions'] == 50 and metadata['seed'] == 3
