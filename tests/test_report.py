@@ -21,7 +21,8 @@ def write_run(root, method, seed, scores_by_step, depths=(0, 3)):
     for epoch, (step, score) in enumerate(scores_by_step, 1):
       for depth in depths:
         writer.writerow(dict(epoch=epoch, step=step, depth=depth, deer_score=score,
-                             held_out_score=score + depth, random_held_out_score=-3.9))
+                             held_out_score=score + depth, held_out_sem=0.1,
+                             random_held_out_score=-3.9))
 
 
 @pytest.fixture
@@ -75,3 +76,13 @@ def test_bin_report_on_an_empty_directory_says_what_is_wrong(tmp_path):
                           capture_output=True, text=True, check=False)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith('error: No evaluations.csv')
+
+
+def test_bin_plot_curves_draws_several_runs(sweep_dir, tmp_path):
+  runs = [os.path.join(sweep_dir, 'crar', 'seed_0'), os.path.join(sweep_dir, 'crar', 'seed_1')]
+  output = str(tmp_path / 'curves.png')
+  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'plot_curves'),
+                           '--root_dir', runs[0], '--root_dir', runs[1], '--output', output],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr
+  assert os.path.getsize(output) > 10_000
