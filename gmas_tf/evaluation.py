@@ -86,9 +86,9 @@ def held_out_score(act: Act, seed: int = 1_000_003, num_mazes: int = 500,
     live = np.flatnonzero(running)
     actions = act(observations[live])
     for index, action in zip(live, actions):
-      before = _agent_cell(envs[index])
+      before = envs[index].agent_cell
       step = envs[index].step(np.int32(action))
-      after = _agent_cell(envs[index])
+      after = envs[index].agent_cell
       returns[index] += float(step.reward)
       keys[index] += float(step.reward) > 0
       bumps += after == before
@@ -105,7 +105,3 @@ def held_out_score(act: Act, seed: int = 1_000_003, num_mazes: int = 500,
               keys_collected=float(keys.mean()), wall_bump_fraction=bumps / steps,
               cells_visited=float(np.mean([len(v) for v in visited])),
               overlap_with_data=int(overlap))
-
-
-def _agent_cell(env: maze.MazeEnvironment):
-  return tuple(int(v) for v in np.argwhere(env.cells() == maze.AGENT)[0])

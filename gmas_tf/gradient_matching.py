@@ -47,12 +47,19 @@ def tree_slope(x: tf.Tensor, action: tf.Tensor, q_network, model: planning.World
   return _flatten(tape.gradient(value, x))
 
 
-def model_free_slope(x: tf.Tensor, action: tf.Tensor, q_network) -> tf.Tensor:
-  """Prediction: dQ(x, a) / dx [B, n]; differentiable w.r.t. the Q weights and x."""
+def q_and_slope(x: tf.Tensor, action: tf.Tensor, q_network):
+  """Q(x, .) [B, A] and the prediction dQ(x, a) / dx [B, n], from one forward pass of Q;
+  both differentiable w.r.t. the Q weights and x."""
   with tf.GradientTape() as tape:
     tape.watch(x)
-    value = tf.gather(q_network(x), action, batch_dims=1)
-  return _flatten(tape.gradient(value, x))
+    q = q_network(x)
+    value = tf.gather(q, action, batch_dims=1)
+  return q, _flatten(tape.gradient(value, x))
+
+
+def model_free_slope(x: tf.Tensor, action: tf.Tensor, q_network) -> tf.Tensor:
+  """Prediction: dQ(x, a) / dx [B, n]; differentiable w.r.t. the Q weights and x."""
+  return q_and_slope(x, action, q_network)[1]
 
 
 def cosine_similarity(label: tf.Tensor, prediction: tf.Tensor,

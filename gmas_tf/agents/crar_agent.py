@@ -211,7 +211,10 @@ class CrarAgent(tf_agent.TFAgent):
 
   def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The model-free loss 'q' (eq. 6), and any diagnostics of it; GMAS extends this."""
-    q = self._q_network(x)
+    return self._td_terms(t, self._q_network(x), x2)
+
+  def _td_terms(self, t: data.Transition, q: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """'q' and 'q_spread' from Q(x, .) [B, A]."""
     chosen = tf.gather(q, t.action, batch_dims=1)
     # q_spread (max_a Q - min_a Q) is a diagnostic: a flat Q cannot choose an action.
     return dict(q=tf.reduce_mean(tf.square(chosen - self._td_target(t, x2))),

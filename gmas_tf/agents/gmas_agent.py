@@ -44,14 +44,15 @@ class GmasAgent(crar_agent.CrarAgent):
     super().__init__(time_step_spec, action_spec, name=name, **kwargs)
 
   def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
-    terms = super().q_terms(t, x, x2)
     if self._distance == 'none':
-      return terms
+      return super().q_terms(t, x, x2)
+    # One forward pass of Q serves the TD loss and the prediction dQ(x, a)/dx.
+    q, prediction = gradient_matching.q_and_slope(x, t.action, self.network('q_network'))
+    terms = self._td_terms(t, q, x2)
     # Label: the planner with the frozen target Q and the current rho, g, tau (constant).
     label = gradient_matching.planner_slope(
         x, t.action, self.target_network('q_network'), self.world_model,
         self._training_depth, self._branching, self._depth_discount)
-    prediction = gradient_matching.model_free_slope(x, t.action, self.network('q_network'))
     matching = gradient_matching.distance(label, prediction, self._distance)
     terms.update(
         td=terms['q'], q=terms['q'] + self._alpha * matching, gradient_matching=matching,

@@ -188,6 +188,11 @@ class MazeEnvironment(py_environment.PyEnvironment):
     return cells
 
   @property
+  def agent_cell(self):
+    """The agent's (row, col)."""
+    return tuple(int(v) for v in self._agent)
+
+  @property
   def maze_hash(self) -> str:
     """A stable hash of the current maze as drawn at reset (walls, keys, start)."""
     return self._maze_hash
