@@ -10,20 +10,28 @@ Run `name` with seed `s` lives in root_dir/name/seed_s and trains with `train.se
 and `ensure_dataset.seed = s` (so each seed has its own dataset, shared by all configs:
 the comparison is paired). A run that ended well gets a `finished` file and is skipped
 next time; any other run resumes from its checkpoints when the sweep is started again.
+
+Checkpoints live only as long as root_dir does. To accumulate a sweep over sessions whose
+working space does not survive (a fresh checkout each time), give a `results_dir` that is
+kept (committed): every finished run's summaries (SUMMARY_FILES) are copied to
+results_dir/name/seed_s, and a run whose summaries are there counts as finished. bin/report
+reads results_dir like a root_dir.
 """
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import gin
 
 FINISHED_FILE = 'finished'
 LOG_FILE = 'train.log'
+SUMMARY_FILES = ('evaluations.csv', 'operative_config.gin', FINISHED_FILE)
 
 
 class Run(NamedTuple):
@@ -32,6 +40,7 @@ class Run(NamedTuple):
   gin_file: str
   bindings: Tuple[str, ...]
   root_dir: str
+  results_dir: Optional[str] = None  # where this run's summaries are kept, if anywhere
 
   def command(self, train_binary: str) -> List[str]:
     params = [f'train.seed = {self.seed}', f'ensure_dataset.seed = {self.seed}', *self.bindings]
@@ -41,15 +50,28 @@ class Run(NamedTuple):
 
   @property
   def finished(self) -> bool:
-    return os.path.exists(os.path.join(self.root_dir, FINISHED_FILE))
+    return any(os.path.exists(os.path.join(d, FINISHED_FILE))
+               for d in (self.root_dir, self.results_dir) if d)
+
+  def mark_finished(self):
+    """Writes the `finished` file and copies the summaries to results_dir."""
+    open(os.path.join(self.root_dir, FINISHED_FILE), 'w').close()
+    if self.results_dir:
+      os.makedirs(self.results_dir, exist_ok=True)
+      for name in SUMMARY_FILES:  # `finished` last: the copy is whole once it is there
+        shutil.copyfile(os.path.join(self.root_dir, name), os.path.join(self.results_dir, name))
 
 
 @gin.configurable
 def experiment(root_dir: str, configs: Dict[str, str] = gin.REQUIRED,
                seeds: Sequence[int] = (0, 1, 2),
-               bindings: Sequence[str] = ()) -> List[Run]:
+               bindings: Sequence[str] = (),
+               results_dir: Optional[str] = None) -> List[Run]:
   """The runs of a sweep, seed-major: every config gets seed 0 before any gets seed 1."""
-  return [Run(name, seed, gin_file, tuple(bindings), os.path.join(root_dir, name, f'seed_{seed}'))
+  def under(directory, name, seed):
+    return os.path.join(directory, name, f'seed_{seed}') if directory else None
+  return [Run(name, seed, gin_file, tuple(bindings), under(root_dir, name, seed),
+              under(results_dir, name, seed))
           for seed in seeds for name, gin_file in configs.items()]
 
 
@@ -82,7 +104,7 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
           continue
         del active[run]
         if process.returncode == 0:
-          open(os.path.join(run.root_dir, FINISHED_FILE), 'w').close()
+          run.mark_finished()
           print(f'finished {run.name} seed {run.seed}', flush=True)
         else:
           failed.append(run)

@@ -85,3 +85,41 @@ def test_killed_sweep_resumes_and_skips_finished_runs(tmp_path):
                          cwd=REPO, timeout=600)
   assert again.returncode == 0 and '2 of 2 runs already finished' in again.stdout
   assert 'started' not in again.stdout
+
+
+FAKE_TRAIN = """
+import os, sys
+root = sys.argv[sys.argv.index('--root_dir') + 1]
+open(os.path.join(root, 'evaluations.csv'), 'w').write('step,depth\\n10,0\\n')
+open(os.path.join(root, 'operative_config.gin'), 'w').write(' '.join(sys.argv[1:]))
+"""
+
+
+def test_results_dir_keeps_summaries_and_a_new_session_skips_those_runs(tmp_path):
+  fake = tmp_path / 'fake_train.py'
+  fake.write_text(FAKE_TRAIN)
+  results = tmp_path / 'kept'
+  first = sweep.experiment(str(tmp_path / 'session1'), configs={'a': 'a.gin'}, seeds=[0, 1],
+                           results_dir=str(results))
+  assert sweep.run_all(first[:1], str(fake), poll_seconds=0.01) == []
+  kept = results / 'a' / 'seed_0'
+  assert sorted(os.listdir(kept)) == sorted(sweep.SUMMARY_FILES)
+  assert (kept / 'evaluations.csv').read_text() == 'step,depth\n10,0\n'
+  assert 'train.seed = 0' in (kept / 'operative_config.gin').read_text()
+  # A later session: a fresh root_dir, the same kept folder.
+  second = sweep.experiment(str(tmp_path / 'session2'), configs={'a': 'a.gin'}, seeds=[0, 1],
+                            results_dir=str(results))
+  assert [r.finished for r in second] == [True, False]
+  assert sweep.run_all(second, str(fake), poll_seconds=0.01) == []
+  assert not (tmp_path / 'session2' / 'a' / 'seed_0').exists()  # skipped, not retrained
+  assert (results / 'a' / 'seed_1' / 'finished').exists()
+
+
+def test_a_failed_run_leaves_nothing_in_results_dir(tmp_path):
+  fake = tmp_path / 'failing_train.py'
+  fake.write_text('raise SystemExit(3)')
+  runs = sweep.experiment(str(tmp_path / 'root'), configs={'a': 'a.gin'}, seeds=[0],
+                          results_dir=str(tmp_path / 'kept'))
+  assert sweep.run_all(runs, str(fake), poll_seconds=0.01) == runs
+  assert not (tmp_path / 'kept').exists()
+  assert not runs[0].finished
