@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from absl import logging
 import gin
@@ -34,7 +34,8 @@ from gmas_tf.envs import maze
 CSV_FIELDS = ('epoch', 'step', 'depth', 'deer_score', 'deer_episodes', 'held_out_score',
               'held_out_sem', 'held_out_normalized', 'random_held_out_score',
               'optimal_held_out_score', 'held_out_keys', 'held_out_wall_bumps',
-              'held_out_cells_visited', 'steps_per_second')
+              'held_out_cells_visited', 'train_maze_score', 'train_maze_keys',
+              'steps_per_second')
 
 
 STRATEGIES = ('default', 'mirrored', 'multi_worker')
@@ -137,7 +138,8 @@ def train(root_dir: str,
           log_interval: int = 200,
           summary_interval: int = 100,
           deterministic: bool = True,
-          strategy: str = 'default') -> str:
+          strategy: str = 'default',
+          train_mazes: int = 100) -> str:
   """Trains an agent offline for epochs x steps_per_epoch updates; resumes from root_dir.
 
   Args:
@@ -152,13 +154,17 @@ def train(root_dir: str,
     deterministic: enable TensorFlow's op determinism (same seed, same losses).
     strategy: the tf.distribute strategy (see make_strategy); the batch size stays the
       global batch, split across replicas.
+    train_mazes: how many of the dataset's own mazes are also played greedily at each
+      evaluation (0: none), beside the held-out ones: the gap between the two scores
+      separates failing to learn from failing to generalize.
   Returns:
     root_dir.
   """
   os.makedirs(root_dir, exist_ok=True)
   with _exclusive(root_dir):
     return _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed,
-                  log_interval, summary_interval, deterministic, make_strategy(strategy))
+                  log_interval, summary_interval, deterministic, make_strategy(strategy),
+                  train_mazes)
 
 
 @contextlib.contextmanager
@@ -173,8 +179,25 @@ def _exclusive(root_dir: str):
     yield
 
 
+def training_maze_score(act, metadata: dict, num_mazes: int) -> Dict[str, float]:
+  """Plays the first `num_mazes` mazes of the dataset (capped at those it holds).
+
+  The collector's environment draws its mazes from a stream seeded with the dataset's seed,
+  and `held_out_score` draws from the same stream, so these are the data's own mazes; the
+  maze hashes recorded in the metadata prove it.
+  """
+  num_mazes = min(num_mazes, len(metadata['maze_hashes']))
+  result = evaluation.held_out_score(act, seed=metadata['seed'], num_mazes=num_mazes,
+                                     excluded_hashes=set(metadata['maze_hashes']))
+  if result['overlap_with_data'] != num_mazes:
+    raise TrainingError(f'Only {result["overlap_with_data"]} of the {num_mazes} mazes drawn '
+                        f'with the dataset\'s seed {metadata["seed"]} are in the dataset; '
+                        'the dataset was not made by this code\'s collector.')
+  return result
+
+
 def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, log_interval,
-           summary_interval, deterministic, strategy):
+           summary_interval, deterministic, strategy, train_mazes):
   if deterministic:
     tf.config.experimental.enable_op_determinism()
   tf.keras.utils.set_random_seed(seed)
@@ -214,7 +237,7 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
   policies = {d: agent.policy.with_depth(d) for d in eval_depths}
   acts = {d: greedy_act(p) for d, p in policies.items()}
   total_steps = epochs * steps_per_epoch
-  latest = {}
+  latest, latest_own = {}, {}
 
   for epoch in range(start_step // steps_per_epoch, epochs):
     epoch_start, window_start, window_step = time.time(), time.time(), epoch * steps_per_epoch
@@ -239,7 +262,9 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
     for depth, act in acts.items():
       deer = evaluation.deer_score(act, seed=seed * 10_000 + epoch)
       held = evaluation.held_out_score(act, excluded_hashes=excluded)
-      latest[depth] = round(held['score'], 2)
+      own = (training_maze_score(act, metadata, train_mazes) if train_mazes
+             else dict(score=float('nan'), keys_collected=float('nan')))
+      latest[depth], latest_own[depth] = round(held['score'], 2), round(own['score'], 2)
       csv_log.append(dict(
           epoch=epoch + 1, step=step, depth=depth, deer_score=deer['score'],
           deer_episodes=deer['episodes'], held_out_score=held['score'],
@@ -247,16 +272,19 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
           random_held_out_score=random_reference['score'],
           optimal_held_out_score=held['optimal'], held_out_keys=held['keys_collected'],
           held_out_wall_bumps=held['wall_bump_fraction'],
-          held_out_cells_visited=held['cells_visited'], steps_per_second=speed))
+          held_out_cells_visited=held['cells_visited'], train_maze_score=own['score'],
+          train_maze_keys=own['keys_collected'], steps_per_second=speed))
       with eval_writer.as_default():
         tf.summary.scalar(f'eval/deer_score_depth_{depth}', deer['score'], step=step)
         tf.summary.scalar(f'eval/held_out_score_depth_{depth}', held['score'], step=step)
         tf.summary.scalar(f'eval/held_out_normalized_depth_{depth}', held['normalized'],
                           step=step)
+        tf.summary.scalar(f'eval/train_maze_score_depth_{depth}', own['score'], step=step)
         tf.summary.scalar('eval/random_held_out_score', random_reference['score'], step=step)
     manager.save(checkpoint_number=step)
     print(f'epoch {epoch + 1}/{epochs} step {step}: held-out score by depth {latest} '
-          f'(random {random_reference["score"]:.2f}); {speed:.1f} steps/s', flush=True)
+          f'(random {random_reference["score"]:.2f}), on the data\'s own mazes {latest_own}; '
+          f'{speed:.1f} steps/s', flush=True)
 
   for depth, policy in policies.items():
     policy_saver.PolicySaver(policy, batch_size=None).save(

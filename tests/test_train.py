@@ -14,6 +14,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from gmas_tf import data
+from gmas_tf import evaluation
+from gmas_tf import train
+from gmas_tf.envs import maze
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -55,6 +60,7 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
                                                        ('2', '1')]
   assert all(-5.0 - 1e-4 <= float(r['held_out_score']) <= float(r['optimal_held_out_score'])
              for r in rows)
+  assert all(-5.0 - 1e-4 <= float(r['train_maze_score']) <= 3.0 for r in rows)
   config = open(tmp_path / 'run' / 'operative_config.gin').read()
   assert "CrarAgent.update_scheme = 'joint'" in config
   assert glob.glob(str(tmp_path / 'run' / 'train' / 'events.out.tfevents.*'))
@@ -174,3 +180,15 @@ def test_single_maze_check_runs_and_reports_each_depth():
   assert [line.split()[1] for line in lines] == ['2', '4']
   assert all('by depth {0: (' in line and ', 3: (' in line for line in lines)
   assert 'optimal return 2.4' in result.stdout  # the first held-out maze
+
+
+def test_training_maze_score_plays_the_datasets_own_mazes():
+  env = maze.MazeEnvironment(seed=7)
+  _, hashes = data.collect(env, 3000, seed=7)
+  metadata = dict(seed=7, maze_hashes=hashes)
+  act = evaluation.random_act(np.random.default_rng(0))
+  result = train.training_maze_score(act, metadata, num_mazes=100)
+  assert result['overlap_with_data'] == len(hashes) >= 3  # capped at the data's mazes
+  assert -5.0 - 1e-4 <= result['score'] <= result['optimal']
+  with pytest.raises(train.TrainingError, match='not made by this code'):
+    train.training_maze_score(act, dict(seed=8, maze_hashes=hashes), num_mazes=2)
