@@ -27,6 +27,7 @@ from tf_agents.policies import policy_saver
 from tf_agents.utils import common
 
 from gmas_tf import data
+from gmas_tf import diagnostics
 from gmas_tf import evaluation
 from gmas_tf.agents import crar_agent
 from gmas_tf.envs import maze
@@ -35,7 +36,7 @@ CSV_FIELDS = ('epoch', 'step', 'depth', 'deer_score', 'deer_episodes', 'held_out
               'held_out_sem', 'held_out_normalized', 'random_held_out_score',
               'optimal_held_out_score', 'held_out_keys', 'held_out_wall_bumps',
               'held_out_cells_visited', 'train_maze_score', 'train_maze_keys',
-              'steps_per_second')
+              *diagnostics.PROBE_FIELDS, 'steps_per_second')
 
 
 STRATEGIES = ('default', 'mirrored', 'multi_worker')
@@ -234,6 +235,7 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
   excluded = set(metadata['maze_hashes'])
   random_reference = evaluation.held_out_score(
       evaluation.random_act(np.random.default_rng(seed)), excluded_hashes=excluded)
+  probe = diagnostics.probe_transitions(arrays, env.sprites, seed=seed)
   policies = {d: agent.policy.with_depth(d) for d in eval_depths}
   acts = {d: greedy_act(p) for d, p in policies.items()}
   total_steps = epochs * steps_per_epoch
@@ -259,6 +261,10 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
                 f'loss {float(loss_info.loss):.4f}  latest held-out {latest}', flush=True)
           window_start, window_step = time.time(), step
     speed = steps_per_epoch / (time.time() - epoch_start)
+    model_fit = diagnostics.model_probe(agent, probe)
+    with eval_writer.as_default():
+      for name, value in model_fit.items():
+        tf.summary.scalar(f'probe/{name[len("probe_"):]}', value, step=step)
     for depth, act in acts.items():
       deer = evaluation.deer_score(act, seed=seed * 10_000 + epoch)
       held = evaluation.held_out_score(act, excluded_hashes=excluded)
@@ -273,7 +279,7 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
           optimal_held_out_score=held['optimal'], held_out_keys=held['keys_collected'],
           held_out_wall_bumps=held['wall_bump_fraction'],
           held_out_cells_visited=held['cells_visited'], train_maze_score=own['score'],
-          train_maze_keys=own['keys_collected'], steps_per_second=speed))
+          train_maze_keys=own['keys_collected'], steps_per_second=speed, **model_fit))
       with eval_writer.as_default():
         tf.summary.scalar(f'eval/deer_score_depth_{depth}', deer['score'], step=step)
         tf.summary.scalar(f'eval/held_out_score_depth_{depth}', held['score'], step=step)

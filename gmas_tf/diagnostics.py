@@ -1,0 +1,56 @@
+"""Does the learned model fit the data's rare events? A fixed probe of transitions.
+
+Key pickups are about 0.6% of a random policy's transitions, so the batch-mean reward loss
+stays near zero whether or not the reward model has learned them. The probe holds up to
+`size` key transitions (reward +1; the last one of each episode is also terminal) and
+`size` ordinary steps (reward -0.1), drawn once from the dataset, and reports the model's
+predictions on each group separately.
+"""
+
+from typing import Dict
+
+import numpy as np
+import tensorflow as tf
+
+from gmas_tf import render
+
+PROBE_FIELDS = ('probe_key_reward', 'probe_step_reward', 'probe_terminal_discount',
+                'probe_transition_error')
+
+
+def probe_transitions(arrays, sprites: np.ndarray, size: int = 256,
+                      seed: int = 0) -> Dict[str, np.ndarray]:
+  """Up to `size` key transitions and `size` ordinary ones of a dataset (see gmas_tf.data)."""
+  # Row i and row i + 1 form a transition unless row i ends an episode.
+  valid = np.flatnonzero(arrays['next_step_type'][:-1] != 0)
+  rewards = arrays['reward'][valid]
+  rng = np.random.default_rng([seed, 5])
+  chosen = [rng.permutation(group)[:size] for group in (valid[rewards > 0], valid[rewards <= 0])]
+  rows = np.sort(np.concatenate(chosen))
+  return dict(observation=render.render_cells(arrays['cells'][rows], sprites),
+              next_observation=render.render_cells(arrays['cells'][rows + 1], sprites),
+              action=arrays['action'][rows].astype(np.int32),
+              reward=arrays['reward'][rows],
+              terminal=(arrays['discount'][rows] == 0).astype(np.float32))
+
+
+def model_probe(agent, probe: Dict[str, np.ndarray]) -> Dict[str, float]:
+  """The model's mean reward prediction on key and on ordinary transitions (targets +1 and
+  -0.1), its mean discount on terminal ones (target 0), and its one-step error
+  mean((x + tau(x, a) - x2)^2) on non-terminal ones. NaN where the probe has no such case.
+  """
+  x = agent.network('encoder')(probe['observation'])
+  x2 = agent.network('encoder')(probe['next_observation'])
+  one_hot = tf.one_hot(probe['action'], agent.world_model.num_actions)
+  reward = np.reshape(agent.network('reward')([x, one_hot]), [-1])
+  discount = np.reshape(agent.network('discount')([x, one_hot]), [-1])
+  error = tf.square(x + agent.network('transition')([x, one_hot]) - x2)
+  error = np.mean(np.reshape(error, [len(reward), -1]), axis=1)
+  key, terminal = probe['reward'] > 0, probe['terminal'] > 0
+
+  def mean(values, where):
+    return float(np.mean(values[where])) if where.any() else float('nan')
+
+  return dict(probe_key_reward=mean(reward, key), probe_step_reward=mean(reward, ~key),
+              probe_terminal_discount=mean(discount, terminal),
+              probe_transition_error=mean(error, ~terminal))
