@@ -269,15 +269,42 @@ def to_transition(pairs: trajectory.Trajectory, sprites: np.ndarray) -> Transiti
       next_observation=render_cells_tf(pairs.observation[:, 1], sprites))
 
 
+def key_transitions(arrays):
+  """The dataset's key pickups (reward > 0) alone, as a stream of two-row episodes.
+
+  Each pickup's row and the row after it are kept, and that second row is marked as ending
+  its episode (next_step_type FIRST), so the only valid pairs are the pickups themselves.
+  """
+  rows = np.flatnonzero((arrays['reward'][:-1] > 0)
+                        & (arrays['next_step_type'][:-1] != ts.StepType.FIRST))
+  index = np.stack([rows, rows + 1], axis=1).reshape(-1)
+  kept = {name: array[index] for name, array in arrays.items()}
+  kept['next_step_type'][1::2] = ts.StepType.FIRST
+  return kept
+
+
 @gin.configurable
-def make_dataset(buffer, sprites: np.ndarray, batch_size: int = 32) -> tf.data.Dataset:
+def make_dataset(buffer, sprites: np.ndarray, batch_size: int = 32, key_fraction: float = 0.0,
+                 key_arrays=None) -> tf.data.Dataset:
   """Batches of `Transition`s sampled uniformly from the valid pairs of the buffer.
 
+  With key_fraction > 0 (a diagnostic, not the paper's method), each transition is instead
+  drawn with that probability from `key_arrays` (the `key_transitions` of the data), so key
+  pickups, about 0.6% of a random policy's transitions, are shown more often.
   Sampling follows TensorFlow's global seed (`tf.random.set_seed`).
   """
-  dataset = buffer.as_dataset(sample_batch_size=batch_size, num_steps=2)
-  dataset = dataset.unbatch().filter(
-      lambda pairs, _: tf.not_equal(pairs.next_step_type[0], ts.StepType.FIRST))
+  def valid_pairs(source):
+    return source.as_dataset(sample_batch_size=batch_size, num_steps=2).unbatch().filter(
+        lambda pairs, _: tf.not_equal(pairs.next_step_type[0], ts.StepType.FIRST))
+
+  dataset = valid_pairs(buffer)
+  if key_fraction:
+    if key_arrays is None or not len(key_arrays['action']):
+      raise DatasetError(f'key_fraction = {key_fraction} needs key pickups, and the dataset '
+                         'holds none.')
+    dataset = tf.data.Dataset.sample_from_datasets(
+        [dataset, valid_pairs(make_replay_buffer(key_arrays))],
+        [1.0 - key_fraction, key_fraction])
   dataset = dataset.batch(batch_size, drop_remainder=True)
   dataset = dataset.map(lambda pairs, _: to_transition(pairs, sprites))
   return dataset.prefetch(tf.data.AUTOTUNE)

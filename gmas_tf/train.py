@@ -227,7 +227,7 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
   # Sampling is seeded by (seed, step), so a resumed run is reproducible too.
   tf.random.set_seed(seed * 1_000_003 + start_step)
   iterator = iter(strategy.experimental_distribute_dataset(
-      data.make_dataset(buffer, env.sprites)))
+      data.make_dataset(buffer, env.sprites, key_arrays=data.key_transitions(arrays))))
   train_step = distributed_train_step(agent, strategy)
   train_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
   eval_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'eval'))

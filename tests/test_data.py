@@ -179,3 +179,25 @@ def test_ensure_dataset_accepts_a_copy_saved_by_a_concurrent_run(tmp_path, monke
   assert train.ensure_dataset(directory, num_transitions=50, seed=3) == directory
   arrays, metadata = data.load(directory, maze.MazeEnvironment())
   assert metadata['num_transitions'] == 50 and metadata['seed'] == 3
+
+
+def test_key_fraction_mixes_in_the_key_pickups_and_nothing_else(collected):
+  env, arrays, _ = collected
+  truth = set(key(*t) for t in env_transitions(arrays))
+  pickups = {t for t in truth if t[2] > 0}
+  assert len(pickups) >= 3
+  tf.random.set_seed(0)
+  only_keys = data.make_dataset(data.make_replay_buffer(arrays), env.sprites, batch_size=100,
+                                key_fraction=1.0, key_arrays=data.key_transitions(arrays))
+  assert set(t for batch in only_keys.take(3) for t in unbatch(batch)) == pickups
+  dataset = data.make_dataset(data.make_replay_buffer(arrays), env.sprites, batch_size=500,
+                              key_fraction=0.25, key_arrays=data.key_transitions(arrays))
+  sampled = [t for batch in dataset.take(8) for t in unbatch(batch)]
+  assert set(sampled) <= truth  # every sample is a real transition of the data
+  share = np.mean([t in pickups for t in sampled])
+  natural = len(pickups) / len(truth)
+  # 25% from the pickups, plus their natural share of the rest; 4000 draws: s.e. < 0.007.
+  assert abs(share - (0.25 + 0.75 * natural)) < 0.03, (share, natural)
+  with pytest.raises(data.DatasetError, match='holds none'):
+    data.make_dataset(data.make_replay_buffer(arrays), env.sprites, key_fraction=0.25,
+                      key_arrays=data.key_transitions({**arrays, 'reward': 0 * arrays['reward']}))
