@@ -197,6 +197,11 @@ def training_maze_score(act, metadata: dict, num_mazes: int) -> Dict[str, float]
   return result
 
 
+def _write_operative_config(root_dir):
+  with open(os.path.join(root_dir, 'operative_config.gin'), 'w') as stream:
+    stream.write(gin.operative_config_str())
+
+
 def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, log_interval,
            summary_interval, deterministic, strategy, train_mazes):
   if deterministic:
@@ -222,8 +227,6 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
   if start_step % steps_per_epoch:
     raise TrainingError(f'The checkpoint in {root_dir} is at step {start_step}, not at an '
                         f'epoch boundary of {steps_per_epoch} steps; use the same config.')
-  with open(os.path.join(root_dir, 'operative_config.gin'), 'w') as stream:
-    stream.write(gin.operative_config_str())
   # Sampling is seeded by (seed, step), so a resumed run is reproducible too.
   tf.random.set_seed(seed * 1_000_003 + start_step)
   iterator = iter(strategy.experimental_distribute_dataset(
@@ -238,6 +241,7 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
   probe = diagnostics.probe_transitions(arrays, env.sprites, seed=seed)
   policies = {d: agent.policy.with_depth(d) for d in eval_depths}
   acts = {d: greedy_act(p) for d, p in policies.items()}
+  _write_operative_config(root_dir)
   total_steps = epochs * steps_per_epoch
   latest, latest_own = {}, {}
 
@@ -288,6 +292,9 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
         tf.summary.scalar(f'eval/train_maze_score_depth_{depth}', own['score'], step=step)
         tf.summary.scalar('eval/random_held_out_score', random_reference['score'], step=step)
     manager.save(checkpoint_number=step)
+    # Gin records a binding once its function has run: rewritten after every epoch, the
+    # file holds the dataset's and the evaluations' settings too.
+    _write_operative_config(root_dir)
     print(f'epoch {epoch + 1}/{epochs} step {step}: held-out score by depth {latest} '
           f'(random {random_reference["score"]:.2f}), on the data\'s own mazes {latest_own}; '
           f'{speed:.1f} steps/s', flush=True)

@@ -63,6 +63,8 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   assert all(-5.0 - 1e-4 <= float(r['train_maze_score']) <= 3.0 for r in rows)
   config = open(tmp_path / 'run' / 'operative_config.gin').read()
   assert "CrarAgent.update_scheme = 'joint'" in config
+  # Bindings of functions first called after setup (the dataset, the evaluations) too.
+  assert 'make_dataset.key_fraction = 0.0' in config and 'deer_score.num_steps = 20' in config
   assert glob.glob(str(tmp_path / 'run' / 'train' / 'events.out.tfevents.*'))
   assert latest_checkpoint_step(tmp_path / 'run') == 8
 
