@@ -265,6 +265,7 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
                 f'loss {float(loss_info.loss):.4f}  latest held-out {latest}', flush=True)
           window_start, window_step = time.time(), step
     speed = steps_per_epoch / (time.time() - epoch_start)
+    eval_start = time.time()
     model_fit = diagnostics.model_probe(agent, probe)
     with eval_writer.as_default():
       for name, value in model_fit.items():
@@ -297,7 +298,7 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
     _write_operative_config(root_dir)
     print(f'epoch {epoch + 1}/{epochs} step {step}: held-out score by depth {latest} '
           f'(random {random_reference["score"]:.2f}), on the data\'s own mazes {latest_own}; '
-          f'{speed:.1f} steps/s', flush=True)
+          f'{speed:.1f} steps/s; evaluation took {time.time() - eval_start:.0f} s', flush=True)
 
   for depth, policy in policies.items():
     policy_saver.PolicySaver(policy, batch_size=None).save(
