@@ -296,9 +296,10 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
     # Gin records a binding once its function has run: rewritten after every epoch, the
     # file holds the dataset's and the evaluations' settings too.
     _write_operative_config(root_dir)
+    own_text = f', on the data\'s own mazes {latest_own}' if train_mazes else ''
     print(f'epoch {epoch + 1}/{epochs} step {step}: held-out score by depth {latest} '
-          f'(random {random_reference["score"]:.2f}), on the data\'s own mazes {latest_own}; '
-          f'{speed:.1f} steps/s; evaluation took {time.time() - eval_start:.0f} s', flush=True)
+          f'(random {random_reference["score"]:.2f}){own_text}; {speed:.1f} steps/s; '
+          f'evaluation took {time.time() - eval_start:.0f} s', flush=True)
 
   for depth, policy in policies.items():
     policy_saver.PolicySaver(policy, batch_size=None).save(
