@@ -269,14 +269,19 @@ def to_transition(pairs: trajectory.Trajectory, sprites: np.ndarray) -> Transiti
       next_observation=render_cells_tf(pairs.observation[:, 1], sprites))
 
 
+def transition_rows(arrays) -> np.ndarray:
+  """The rows i for which rows i and i + 1 form a transition (row i ends no episode)."""
+  return np.flatnonzero(arrays['next_step_type'][:-1] != ts.StepType.FIRST)
+
+
 def key_transitions(arrays):
   """The dataset's key pickups (reward > 0) alone, as a stream of two-row episodes.
 
   Each pickup's row and the row after it are kept, and that second row is marked as ending
   its episode (next_step_type FIRST), so the only valid pairs are the pickups themselves.
   """
-  rows = np.flatnonzero((arrays['reward'][:-1] > 0)
-                        & (arrays['next_step_type'][:-1] != ts.StepType.FIRST))
+  rows = transition_rows(arrays)
+  rows = rows[arrays['reward'][rows] > 0]
   index = np.stack([rows, rows + 1], axis=1).reshape(-1)
   kept = {name: array[index] for name, array in arrays.items()}
   kept['next_step_type'][1::2] = ts.StepType.FIRST

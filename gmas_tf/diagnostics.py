@@ -12,6 +12,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
+from gmas_tf import data
 from gmas_tf import render
 
 PROBE_FIELDS = ('probe_key_reward', 'probe_step_reward', 'probe_terminal_discount',
@@ -21,8 +22,7 @@ PROBE_FIELDS = ('probe_key_reward', 'probe_step_reward', 'probe_terminal_discoun
 def probe_transitions(arrays, sprites: np.ndarray, size: int = 256,
                       seed: int = 0) -> Dict[str, np.ndarray]:
   """Up to `size` key transitions and `size` ordinary ones of a dataset (see gmas_tf.data)."""
-  # Row i and row i + 1 form a transition unless row i ends an episode.
-  valid = np.flatnonzero(arrays['next_step_type'][:-1] != 0)
+  valid = data.transition_rows(arrays)
   rewards = arrays['reward'][valid]
   rng = np.random.default_rng([seed, 5])
   chosen = [rng.permutation(group)[:size] for group in (valid[rewards > 0], valid[rewards <= 0])]

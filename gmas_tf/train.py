@@ -290,7 +290,8 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
         tf.summary.scalar(f'eval/held_out_score_depth_{depth}', held['score'], step=step)
         tf.summary.scalar(f'eval/held_out_normalized_depth_{depth}', held['normalized'],
                           step=step)
-        tf.summary.scalar(f'eval/train_maze_score_depth_{depth}', own['score'], step=step)
+        if train_mazes:
+          tf.summary.scalar(f'eval/train_maze_score_depth_{depth}', own['score'], step=step)
         tf.summary.scalar('eval/random_held_out_score', random_reference['score'], step=step)
     manager.save(checkpoint_number=step)
     # Gin records a binding once its function has run: rewritten after every epoch, the
