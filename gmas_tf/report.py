@@ -7,7 +7,7 @@ Methods are compared at the same budget: the last evaluation step every run has 
 import csv
 import glob
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -131,3 +131,32 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
   fig.tight_layout()
   fig.savefig(output, dpi=110)
   plt.close(fig)
+
+
+def read_losses(root_dir: str) -> Dict[str, tuple]:
+  """{name: (steps, values)} of the Losses/* scalars a bin/train run wrote to root_dir/train."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only this needs it)
+  series: Dict[str, dict] = {}
+  for path in sorted(glob.glob(os.path.join(root_dir, 'train', 'events.out.tfevents.*'))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag.startswith('Losses/'):
+          series.setdefault(value.tag[len('Losses/'):], {})[event.step] = float(
+              tf.make_ndarray(value.tensor))
+  return {name: tuple(zip(*sorted(points.items()))) for name, points in series.items()}
+
+
+def loss_table(series: Dict[str, tuple], window: int,
+               names: Optional[Sequence[str]] = None) -> str:
+  """A markdown table of each loss's mean over consecutive windows of `window` updates."""
+  names = sorted(series) if names is None else [n for n in names if n in series]
+  last = max(int(series[n][0][-1]) for n in names)
+  lines = ['| updates | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+  for start in range(0, last, window):
+    cells = []
+    for name in names:
+      steps, values = (np.asarray(a) for a in series[name])
+      inside = (steps > start) & (steps <= start + window)
+      cells.append(f'{values[inside].mean():.4f}' if inside.any() else '')
+    lines.append(f'| {start + 1}-{min(start + window, last)} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)

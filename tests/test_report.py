@@ -86,3 +86,18 @@ def test_bin_plot_curves_draws_several_runs(sweep_dir, tmp_path):
                           capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(output) > 10_000
+
+
+def test_loss_table_averages_each_window_by_hand(tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with tf.summary.create_file_writer(str(tmp_path / 'train')).as_default():
+    for step, q, reward in [(100, 1.0, 0.5), (200, 3.0, 0.5), (300, 5.0, 0.25)]:
+      tf.summary.scalar('Losses/q', q, step=step)
+      tf.summary.scalar('Losses/reward', reward, step=step)
+  series = report.read_losses(str(tmp_path))
+  assert series['q'] == ((100, 200, 300), (1.0, 3.0, 5.0))
+  assert report.loss_table(series, 200).splitlines() == [
+      '| updates | q | reward |', '|---|---|---|',
+      '| 1-200 | 2.0000 | 0.5000 |', '| 201-300 | 5.0000 | 0.2500 |']
+  assert report.loss_table(series, 200, names=['reward', 'absent']).splitlines()[0] == (
+      '| updates | reward |')
