@@ -1,5 +1,12 @@
 """tf.distribute: mirrored training on two logical CPUs equals one device on the same
-global batch, and bin/train runs under --strategy mirrored."""
+global batch, and bin/train runs under --strategy mirrored.
+
+The comparison runs in float64. In float32 the two differ by rounding (~1e-7, sums taken
+in another order), and a rounding-sized change of the weights can flip an argmax (double
+DQN's a', the planner's best path), which moves the next losses by ~1e-3: CI once saw
+that on one machine. In float64 rounding is ~1e-16, and a wrong scaling of the gradients
+or losses still shows at once.
+"""
 
 import json
 import os
@@ -18,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.keras.backend.set_floatx('float64')
 from tf_agents.environments import tf_py_environment
 from gmas_tf import data, train
 from gmas_tf.agents import gmas_agent
@@ -26,7 +34,9 @@ from gmas_tf.envs import maze
 env = maze.MazeEnvironment(seed=0)
 arrays, _ = data.collect(env, 600, 0)
 tf.random.set_seed(0)
-batches = list(data.make_dataset(data.make_replay_buffer(arrays), env.sprites).take(4))
+to_float64 = lambda t: tf.cast(t, tf.float64) if t.dtype == tf.float32 else t
+batches = [tf.nest.map_structure(to_float64, batch) for batch in
+           data.make_dataset(data.make_replay_buffer(arrays), env.sprites).take(4)]
 tf_env = tf_py_environment.TFPyEnvironment(env)
 
 def losses(strategy, scheme):
@@ -69,8 +79,8 @@ def test_mirrored_on_two_cpus_matches_one_device(runs, scheme):
   for one, two in zip(single['losses'], mirrored['losses']):
     assert one.keys() == two.keys()
     for name in one:
-      assert two[name] == pytest.approx(one[name], rel=1e-4, abs=1e-6), name
-  np.testing.assert_allclose(mirrored['encoder'], single['encoder'], rtol=1e-4, atol=1e-5)
+      assert two[name] == pytest.approx(one[name], rel=1e-10, abs=1e-12), name
+  np.testing.assert_allclose(mirrored['encoder'], single['encoder'], rtol=1e-10, atol=1e-12)
   # The updates did something: the losses of the last step differ from the first.
   assert single['losses'][0]['q'] != single['losses'][-1]['q']
 
