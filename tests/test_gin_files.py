@@ -49,7 +49,7 @@ def test_gin_file_builds_the_agent_it_names(path, tmp_path, monkeypatch):
 
 
 SWEEPS = [os.path.join(REPO, 'gin', 'experiments', name)
-          for name in ('figure1.gin', 'data_size.gin')]
+          for name in ('figure1.gin', 'data_size.gin', 'depth_discount.gin')]
 
 
 @pytest.mark.parametrize('path', SWEEPS, ids=os.path.basename)
@@ -58,7 +58,7 @@ def test_sweep_runs_parse_with_their_bindings(path, monkeypatch, tmp_path):
   cli.parse_gin([path], [])
   from gmas_tf import sweep  # pylint: disable=import-outside-toplevel
   runs = sweep.experiment('runs')
-  assert len({r.name for r in runs}) == len(runs) // len({r.seed for r in runs}) >= 6
+  assert len({r.name for r in runs}) == len(runs) // len({r.seed for r in runs}) >= 2
   for run in runs[:len(runs) // len({r.seed for r in runs})]:
     gin.clear_config()
     command = run.command('bin/train')
@@ -66,6 +66,29 @@ def test_sweep_runs_parse_with_their_bindings(path, monkeypatch, tmp_path):
     cli.parse_gin([os.path.join(REPO, run.gin_file)], params)
     assert gin.query_parameter('train.seed') == run.seed
     assert gin.query_parameter('CrarAgent.update_scheme') == 'joint'
+
+
+def sweep_runs(name):
+  cli.parse_gin([os.path.join(REPO, 'gin', 'experiments', name)], [])
+  from gmas_tf import sweep  # pylint: disable=import-outside-toplevel
+  runs = sweep.experiment('runs')
+  gin.clear_config()
+  return {run.name: run for run in runs if run.seed == 0}
+
+
+def test_depth_discount_baseline_is_the_figure1_cell(monkeypatch):
+  # Its gamma' = 1 runs are copied from figure1's gmas_cosine_d3: they must be the same runs.
+  monkeypatch.chdir(REPO)
+  figure1, depth_discount = sweep_runs('figure1.gin'), sweep_runs('depth_discount.gin')
+  baseline = depth_discount['cosine_d3_gamma1']
+  assert baseline.gin_file == figure1['gmas_cosine_d3'].gin_file
+  assert baseline.bindings == figure1['gmas_cosine_d3'].bindings
+  discounts = {}
+  for name, run in depth_discount.items():
+    cli.parse_gin([run.gin_file], list(run.bindings))
+    discounts[name] = gin.query_parameter('GmasAgent.depth_discount')
+    gin.clear_config()
+  assert discounts == {'cosine_d3_gamma1': 1.0, 'cosine_d3_gamma0.5': 0.5}
 
 
 def test_long_crar_run_config():
