@@ -84,6 +84,8 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
             poll_seconds: float = 2.0) -> List[Run]:
   """Runs the unfinished runs, `parallel` at a time. Returns the runs that failed.
 
+  A run is looked at again when its turn comes: one found finished then is skipped.
+
   If this process is interrupted or killed, its children stop too; their checkpoints stay.
   """
   pending = [r for r in runs if not r.finished]
@@ -93,6 +95,9 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
     while pending or active:
       while pending and len(active) < parallel:
         run = pending.pop(0)
+        if run.finished:  # finished meanwhile (its summaries were copied in, or another sweep)
+          print(f'skipped {run.name} seed {run.seed}: finished elsewhere', flush=True)
+          continue
         os.makedirs(run.root_dir, exist_ok=True)
         with open(os.path.join(run.root_dir, LOG_FILE), 'a') as log:
           active[run] = subprocess.Popen(run.command(train_binary), stdout=log,

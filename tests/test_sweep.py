@@ -115,6 +115,24 @@ def test_results_dir_keeps_summaries_and_a_new_session_skips_those_runs(tmp_path
   assert (results / 'a' / 'seed_1' / 'finished').exists()
 
 
+def test_a_run_finished_elsewhere_while_waiting_is_skipped(tmp_path):
+  # The first run's trainer finishes the second run meanwhile, as a copy of another
+  # sweep's summaries into results_dir would: when its turn comes, it is not trained.
+  results = tmp_path / 'kept'
+  fake = tmp_path / 'fake_train.py'
+  fake.write_text(FAKE_TRAIN + f"""
+other = {str(results / 'a' / 'seed_1')!r}
+os.makedirs(other)
+open(os.path.join(other, 'finished'), 'w').close()
+""")
+  runs = sweep.experiment(str(tmp_path / 'root'), configs={'a': 'a.gin'}, seeds=[0, 1],
+                          results_dir=str(results))
+  assert [r.finished for r in runs] == [False, False]
+  assert sweep.run_all(runs, str(fake), poll_seconds=0.01) == []
+  assert (tmp_path / 'root' / 'a' / 'seed_0' / 'evaluations.csv').exists()
+  assert not (tmp_path / 'root' / 'a' / 'seed_1').exists()
+
+
 def test_a_failed_run_leaves_nothing_in_results_dir(tmp_path):
   fake = tmp_path / 'failing_train.py'
   fake.write_text('raise SystemExit(3)')
