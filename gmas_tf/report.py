@@ -152,10 +152,11 @@ def loss_table(series: Dict[str, tuple], window: int,
   names = sorted(series) if names is None else [n for n in names if n in series]
   last = max(int(series[n][0][-1]) for n in names)
   lines = ['| updates | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
+  arrays = {name: tuple(np.asarray(a) for a in series[name]) for name in names}
   for start in range(0, last, window):
     cells = []
     for name in names:
-      steps, values = (np.asarray(a) for a in series[name])
+      steps, values = arrays[name]
       inside = (steps > start) & (steps <= start + window)
       cells.append(f'{values[inside].mean():.4f}' if inside.any() else '')
     lines.append(f'| {start + 1}-{min(start + window, last)} | ' + ' | '.join(cells) + ' |')
