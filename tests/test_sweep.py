@@ -141,3 +141,13 @@ def test_a_failed_run_leaves_nothing_in_results_dir(tmp_path):
   assert sweep.run_all(runs, str(fake), poll_seconds=0.01) == runs
   assert not (tmp_path / 'kept').exists()
   assert not runs[0].finished
+
+
+def test_parallel_below_one_is_a_clear_error(tmp_path):
+  gin_file = write_sweep(tmp_path / 'sweep.gin', tmp_path / 'data', epochs=1)
+  command = sweep_command(gin_file, tmp_path / 'sweep')
+  command[command.index('--parallel') + 1] = '0'
+  result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode == 1
+  assert '--parallel must be at least 1, got 0' in result.stderr
+  assert not (tmp_path / 'sweep').exists()
