@@ -13,30 +13,37 @@ import numpy as np
 
 from gmas_tf import statistics
 
-# curves[method][depth] = (steps [T], scores [seeds, T])
+# curves[method][depth] = (steps [T], scores [runs, T], seeds [runs])
 Curves = Dict[str, Dict[int, tuple]]
 
 
 def load_curves(root_dir: str, metric: str = 'held_out_score') -> Curves:
-  """Reads root_dir/<method>/seed_<s>/evaluations.csv, keeping the steps all seeds share."""
-  by_method: Dict[str, List[dict]] = {}
-  for path in sorted(glob.glob(os.path.join(root_dir, '*', 'seed_*', 'evaluations.csv'))):
-    method = os.path.basename(os.path.dirname(os.path.dirname(path)))
+  """Reads root_dir/<method>/seed_<s>/evaluations.csv, keeping the steps all seeds share.
+
+  Runs are in the order of their seeds.
+  """
+  by_method: Dict[str, Dict[int, List[dict]]] = {}
+  for path in glob.glob(os.path.join(root_dir, '*', 'seed_*', 'evaluations.csv')):
+    seed_dir = os.path.dirname(path)
+    method = os.path.basename(os.path.dirname(seed_dir))
     with open(path) as stream:
       rows = list(csv.DictReader(stream))
     if rows:
-      by_method.setdefault(method, []).append(rows)
+      seed = int(os.path.basename(seed_dir)[len('seed_'):])
+      by_method.setdefault(method, {})[seed] = rows
   curves: Curves = {}
-  for method, runs in by_method.items():
-    depths = sorted({int(r['depth']) for r in runs[0]})
+  for method, by_seed in by_method.items():
+    seeds = sorted(by_seed)
+    runs = [by_seed[s] for s in seeds]
     curves[method] = {}
-    for depth in depths:
+    for depth in sorted({int(r['depth']) for r in runs[0]}):
       per_run = [{int(r['step']): float(r[metric]) for r in rows if int(r['depth']) == depth}
                  for rows in runs]
       steps = sorted(set.intersection(*(set(p) for p in per_run)))
       if steps:
         curves[method][depth] = (np.array(steps), np.array([[p[s] for s in steps]
-                                                             for p in per_run]))
+                                                             for p in per_run]),
+                                 np.array(seeds))
   return curves
 
 
@@ -60,13 +67,18 @@ def _fmt(value: float) -> str:
 
 def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
                 repetitions: int = 2000) -> str:
-  """A markdown table of every method at one evaluation depth, at the common step."""
+  """A markdown table of every method at one evaluation depth, at the common step.
+
+  Besides the unpaired statistics, each method's final score is compared with the
+  baseline's seed by seed (the seeds of a sweep share their dataset): the mean paired
+  difference over the seeds both have, with its 95% bootstrap interval.
+  """
   step = common_step(curves, depth)
-  finals, areas = {}, {}
+  finals, areas, seeds = {}, {}, {}
   for method in sorted(curves):
     if depth not in curves[method]:
       continue
-    steps, scores = curves[method][depth]
+    steps, scores, seeds[method] = curves[method][depth]
     upto = steps <= step
     finals[method] = scores[:, np.flatnonzero(upto)[-1]]
     areas[method] = np.array([statistics.area_under_curve(steps[upto], s[upto])
@@ -74,8 +86,8 @@ def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
   lines = [f'Evaluation depth {depth}, at step {step} (the last step every method reached).',
            '',
            f'| method | seeds | final mean | final IQM [95% CI] | AUC mean | AUC IQM [95% CI] '
-           f'| P(final > {baseline}) |',
-           '|---|---|---|---|---|---|---|']
+           f'| P(final > {baseline}) | final - {baseline}, paired [95% CI] (pairs) |',
+           '|---|---|---|---|---|---|---|---|']
   for method in finals:
     cells = [method, str(len(finals[method]))]
     for values in (finals[method], areas[method]):
@@ -86,10 +98,23 @@ def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
     if baseline in finals and method != baseline:
       cells.append(_fmt(statistics.probability_of_improvement(finals[method],
                                                               finals[baseline])))
+      cells.append(_paired_cell(finals[method], seeds[method], finals[baseline],
+                                seeds[baseline], repetitions))
     else:
-      cells.append('')
+      cells += ['', '']
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
+
+
+def _paired_cell(x, x_seeds, y, y_seeds, repetitions: int) -> str:
+  """Mean of x - y over the seeds both have, with its bootstrap interval and the count."""
+  shared, x_index, y_index = np.intersect1d(x_seeds, y_seeds, return_indices=True)
+  if not len(shared):
+    return 'no shared seeds'
+  differences = x[x_index] - y[y_index]
+  low, high = statistics.stratified_bootstrap_ci(differences, np.mean,
+                                                 repetitions=repetitions)
+  return f'{differences.mean():+.2f} [{low:+.2f}, {high:+.2f}] ({len(shared)})'
 
 
 def figure(curves: Curves, output: str, random_score: float, baseline: str = 'crar',
@@ -115,7 +140,7 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
       for method in methods:
         if depth not in curves[method]:
           continue
-        steps, scores = curves[method][depth]
+        steps, scores, _ = curves[method][depth]
         mean = scores.mean(0)
         bands = np.array([statistics.stratified_bootstrap_ci(
             scores[:, t], np.mean, repetitions=repetitions) for t in range(len(steps))])

@@ -37,8 +37,8 @@ def sweep_dir(tmp_path):
 
 def test_curves_keep_the_steps_every_seed_reached(sweep_dir):
   curves = report.load_curves(sweep_dir)
-  steps, scores = curves['crar'][0]
-  assert steps.tolist() == [100, 200]
+  steps, scores, seeds = curves['crar'][0]
+  assert steps.tolist() == [100, 200] and seeds.tolist() == [0, 1]
   np.testing.assert_allclose(scores, [[-5, -4], [-4, -3]])
   np.testing.assert_allclose(curves['crar'][3][1], [[-2, -1], [-1, 0]])  # + depth
   assert report.common_step(curves, 0) == 200
@@ -55,7 +55,25 @@ def test_depth_table_by_hand(sweep_dir):
   # gmas finals -1, -2 against -4, -3: every pair is won.
   assert rows['gmas_cosine_d1'][1] == '-1.50'
   assert rows['gmas_cosine_d1'][5] == '1.00'
+  # Paired by seed: -1 - (-4) = +3 and -2 - (-3) = +1; the bootstrap means lie in {1, 2, 3}.
+  assert rows['gmas_cosine_d1'][6] == '+2.00 [+1.00, +3.00] (2)'
+  assert rows['crar'][5:] == ['', '']
   assert 'at step 200' in table
+
+
+def test_paired_difference_matches_seeds_not_positions(tmp_path):
+  root = str(tmp_path)
+  for seed, final in ((2, -4.0), (10, -3.0)):  # seed_10 sorts before seed_2 as text
+    write_run(root, 'crar', seed, [(100, final)])
+  for seed, final in ((10, -1.0), (3, -2.0)):  # only seed 10 is shared with crar
+    write_run(root, 'gmas', seed, [(100, final)])
+  curves = report.load_curves(root)
+  assert curves['crar'][0][2].tolist() == [2, 10]
+  np.testing.assert_allclose(curves['crar'][0][1], [[-4], [-3]])
+  table = report.depth_table(curves, 0, repetitions=50)
+  assert '| +2.00 [+2.00, +2.00] (1) |' in table  # -1 - (-3) on seed 10
+  write_run(root, 'l2', 7, [(100, -1.0)])
+  assert 'no shared seeds' in report.depth_table(report.load_curves(root), 0, repetitions=50)
 
 
 def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
