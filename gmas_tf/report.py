@@ -17,10 +17,11 @@ from gmas_tf import statistics
 Curves = Dict[str, Dict[int, tuple]]
 
 
-def load_curves(root_dir: str, metric: str = 'held_out_score') -> Curves:
+def load_curves(root_dir: str, metric: str = 'held_out_score',
+                seeds: Optional[Sequence[int]] = None) -> Curves:
   """Reads root_dir/<method>/seed_<s>/evaluations.csv, keeping the steps all seeds share.
 
-  Runs are in the order of their seeds.
+  Runs are in the order of their seeds; `seeds`, if given, keeps only those.
   """
   by_method: Dict[str, Dict[int, List[dict]]] = {}
   for path in glob.glob(os.path.join(root_dir, '*', 'seed_*', 'evaluations.csv')):
@@ -30,7 +31,8 @@ def load_curves(root_dir: str, metric: str = 'held_out_score') -> Curves:
       rows = list(csv.DictReader(stream))
     if rows:
       seed = int(os.path.basename(seed_dir)[len('seed_'):])
-      by_method.setdefault(method, {})[seed] = rows
+      if seeds is None or seed in seeds:
+        by_method.setdefault(method, {})[seed] = rows
   curves: Curves = {}
   for method, by_seed in by_method.items():
     seeds = sorted(by_seed)

@@ -88,6 +88,22 @@ def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
   assert text.count('Evaluation depth') == 2 and 'gmas_cosine_d1' in text
 
 
+def test_bin_report_keeps_only_the_seeds_asked_for(sweep_dir, tmp_path):
+  write_run(sweep_dir, 'crar', 2, [(100, 0.0), (200, 0.0)])  # would raise crar's mean
+  output = os.path.join(str(tmp_path), 'seeds01')
+  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
+                           '--root_dir', sweep_dir, '--output', output, '--seeds', '0,1'],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr
+  with open(output + '.md') as stream:
+    assert '| crar | 2 | -3.50 |' in stream.read()
+  assert report.load_curves(sweep_dir, seeds=[2])['crar'][0][2].tolist() == [2]
+  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
+                           '--root_dir', sweep_dir, '--output', output, '--seeds', 'one'],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 1 and 'integers' in result.stderr
+
+
 def test_bin_report_on_an_empty_directory_says_what_is_wrong(tmp_path):
   result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
                            '--root_dir', str(tmp_path), '--output', str(tmp_path / 'x')],
