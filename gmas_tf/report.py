@@ -49,13 +49,12 @@ def load_curves(root_dir: str, metric: str = 'held_out_score',
   return curves
 
 
-def random_reference(root_dir: str) -> float:
+def random_reference(root_dir: str, seeds: Optional[Sequence[int]] = None) -> float:
   """The random policy's held-out score recorded by the runs (the same mazes for all)."""
-  values = []
-  for path in glob.glob(os.path.join(root_dir, '*', 'seed_*', 'evaluations.csv')):
-    with open(path) as stream:
-      values += [float(r['random_held_out_score']) for r in csv.DictReader(stream)]
-  return float(np.mean(values)) if values else float('nan')
+  values = [scores.ravel() for by_depth in load_curves(root_dir, 'random_held_out_score',
+                                                       seeds).values()
+            for _, scores, _ in by_depth.values()]
+  return float(np.mean(np.concatenate(values))) if values else float('nan')
 
 
 def common_step(curves: Curves, depth: int) -> int:

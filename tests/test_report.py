@@ -12,7 +12,7 @@ from gmas_tf import train
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def write_run(root, method, seed, scores_by_step, depths=(0, 3)):
+def write_run(root, method, seed, scores_by_step, depths=(0, 3), random_score=-3.9):
   directory = os.path.join(root, method, f'seed_{seed}')
   os.makedirs(directory)
   with open(os.path.join(directory, 'evaluations.csv'), 'w', newline='') as stream:
@@ -22,7 +22,7 @@ def write_run(root, method, seed, scores_by_step, depths=(0, 3)):
       for depth in depths:
         writer.writerow(dict(epoch=epoch, step=step, depth=depth, deer_score=score,
                              held_out_score=score + depth, held_out_sem=0.1,
-                             random_held_out_score=-3.9))
+                             random_held_out_score=random_score))
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
 
 
 def test_bin_report_keeps_only_the_seeds_asked_for(sweep_dir, tmp_path):
-  write_run(sweep_dir, 'crar', 2, [(100, 0.0), (200, 0.0)])  # would raise crar's mean
+  write_run(sweep_dir, 'crar', 2, [(100, 0.0), (200, 0.0)], random_score=-2.9)
   output = os.path.join(str(tmp_path), 'seeds01')
   result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
                            '--root_dir', sweep_dir, '--output', output, '--seeds', '0,1'],
@@ -98,6 +98,8 @@ def test_bin_report_keeps_only_the_seeds_asked_for(sweep_dir, tmp_path):
   with open(output + '.md') as stream:
     assert '| crar | 2 | -3.50 |' in stream.read()
   assert report.load_curves(sweep_dir, seeds=[2])['crar'][0][2].tolist() == [2]
+  assert report.random_reference(sweep_dir, seeds=[0, 1]) == pytest.approx(-3.9)
+  assert report.random_reference(sweep_dir, seeds=[2]) == pytest.approx(-2.9)
   result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
                            '--root_dir', sweep_dir, '--output', output, '--seeds', 'one'],
                           capture_output=True, text=True, check=False)
