@@ -35,8 +35,8 @@ def load_curves(root_dir: str, metric: str = 'held_out_score',
         by_method.setdefault(method, {})[seed] = rows
   curves: Curves = {}
   for method, by_seed in by_method.items():
-    seeds = sorted(by_seed)
-    runs = [by_seed[s] for s in seeds]
+    run_seeds = sorted(by_seed)
+    runs = [by_seed[s] for s in run_seeds]
     curves[method] = {}
     for depth in sorted({int(r['depth']) for r in runs[0]}):
       per_run = [{int(r['step']): float(r[metric]) for r in rows if int(r['depth']) == depth}
@@ -45,7 +45,7 @@ def load_curves(root_dir: str, metric: str = 'held_out_score',
       if steps:
         curves[method][depth] = (np.array(steps), np.array([[p[s] for s in steps]
                                                              for p in per_run]),
-                                 np.array(seeds))
+                                 np.array(run_seeds))
   return curves
 
 
