@@ -25,6 +25,11 @@ def write_run(root, method, seed, scores_by_step, depths=(0, 3), random_score=-3
                              random_held_out_score=random_score))
 
 
+def run_bin(name, *args):
+  return subprocess.run([sys.executable, os.path.join(REPO, 'bin', name), *map(str, args)],
+                        capture_output=True, text=True, check=False)
+
+
 @pytest.fixture
 def sweep_dir(tmp_path):
   root = str(tmp_path)
@@ -78,9 +83,7 @@ def test_paired_difference_matches_seeds_not_positions(tmp_path):
 
 def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
   output = os.path.join(str(tmp_path), 'out', 'figure1')
-  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
-                           '--root_dir', sweep_dir, '--output', output],
-                          capture_output=True, text=True, check=False)
+  result = run_bin('report', '--root_dir', sweep_dir, '--output', output)
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(output + '.png') > 10_000
   with open(output + '.md') as stream:
@@ -91,25 +94,19 @@ def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
 def test_bin_report_keeps_only_the_seeds_asked_for(sweep_dir, tmp_path):
   write_run(sweep_dir, 'crar', 2, [(100, 0.0), (200, 0.0)], random_score=-2.9)
   output = os.path.join(str(tmp_path), 'seeds01')
-  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
-                           '--root_dir', sweep_dir, '--output', output, '--seeds', '0,1'],
-                          capture_output=True, text=True, check=False)
+  result = run_bin('report', '--root_dir', sweep_dir, '--output', output, '--seeds', '0,1')
   assert result.returncode == 0, result.stderr
   with open(output + '.md') as stream:
     assert '| crar | 2 | -3.50 |' in stream.read()
   assert report.load_curves(sweep_dir, seeds=[2])['crar'][0][2].tolist() == [2]
   assert report.random_reference(sweep_dir, seeds=[0, 1]) == pytest.approx(-3.9)
   assert report.random_reference(sweep_dir, seeds=[2]) == pytest.approx(-2.9)
-  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
-                           '--root_dir', sweep_dir, '--output', output, '--seeds', 'one'],
-                          capture_output=True, text=True, check=False)
+  result = run_bin('report', '--root_dir', sweep_dir, '--output', output, '--seeds', 'one')
   assert result.returncode == 1 and 'integers' in result.stderr
 
 
 def test_bin_report_on_an_empty_directory_says_what_is_wrong(tmp_path):
-  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'report'),
-                           '--root_dir', str(tmp_path), '--output', str(tmp_path / 'x')],
-                          capture_output=True, text=True, check=False)
+  result = run_bin('report', '--root_dir', tmp_path, '--output', tmp_path / 'x')
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith('error: No evaluations.csv')
 
@@ -117,9 +114,8 @@ def test_bin_report_on_an_empty_directory_says_what_is_wrong(tmp_path):
 def test_bin_plot_curves_draws_several_runs(sweep_dir, tmp_path):
   runs = [os.path.join(sweep_dir, 'crar', 'seed_0'), os.path.join(sweep_dir, 'crar', 'seed_1')]
   output = str(tmp_path / 'curves.png')
-  result = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'plot_curves'),
-                           '--root_dir', runs[0], '--root_dir', runs[1], '--output', output],
-                          capture_output=True, text=True, check=False)
+  result = run_bin('plot_curves', '--root_dir', runs[0], '--root_dir', runs[1],
+                   '--output', output)
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(output) > 10_000
 
