@@ -29,11 +29,13 @@ from tf_agents.utils import common
 from gmas_tf import data
 from gmas_tf import diagnostics
 from gmas_tf import evaluation
+from gmas_tf import optimizers
 from gmas_tf.agents import crar_agent
 from gmas_tf.envs import maze
 
 CSV_FIELDS = ('epoch', 'step', 'depth', 'deer_score', 'deer_episodes', 'held_out_score',
-              'held_out_sem', 'held_out_normalized', 'random_held_out_score',
+              'held_out_sem', 'held_out_normalized', 'held_out_epsilon_score',
+              'held_out_epsilon_sem', 'held_out_epsilon_normalized', 'random_held_out_score',
               'optimal_held_out_score', 'held_out_keys', 'held_out_wall_bumps',
               'held_out_cells_visited', 'train_maze_score', 'train_maze_keys',
               *diagnostics.PROBE_FIELDS, 'steps_per_second')
@@ -140,7 +142,8 @@ def train(root_dir: str,
           summary_interval: int = 100,
           deterministic: bool = True,
           strategy: str = 'default',
-          train_mazes: int = 100) -> str:
+          train_mazes: int = 100,
+          held_out_epsilon: float = 0.1) -> str:
   """Trains an agent offline for epochs x steps_per_epoch updates; resumes from root_dir.
 
   Args:
@@ -158,6 +161,9 @@ def train(root_dir: str,
     train_mazes: how many of the dataset's own mazes are also played greedily at each
       evaluation (0: none), beside the held-out ones: the gap between the two scores
       separates failing to learn from failing to generalize.
+    held_out_epsilon: the held-out mazes are played twice per depth, greedily and with
+      this epsilon (deer's test epsilon, on fixed mazes: the paper's score with far less
+      noise than deer's 200 steps).
   Returns:
     root_dir.
   """
@@ -165,7 +171,7 @@ def train(root_dir: str,
   with _exclusive(root_dir):
     return _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed,
                   log_interval, summary_interval, deterministic, make_strategy(strategy),
-                  train_mazes)
+                  train_mazes, held_out_epsilon)
 
 
 @contextlib.contextmanager
@@ -197,13 +203,24 @@ def training_maze_score(act, metadata: dict, num_mazes: int) -> Dict[str, float]
   return result
 
 
+def check_optimizer_format(path: str) -> None:
+  """Refuses a checkpoint whose optimizer state this code would read wrongly."""
+  saved = dict(tf.train.list_variables(path))
+  key = 'optimizer_format/.ATTRIBUTES/VARIABLE_VALUE'
+  if key not in saved or int(tf.train.load_variable(path, key)) != optimizers.FORMAT:
+    raise TrainingError(
+        f'The checkpoint {path} was made with another optimizer than this code\'s '
+        '(deer\'s RMSprop, epsilon outside the square root) and cannot be resumed; '
+        'retrain in a new root_dir.')
+
+
 def _write_operative_config(root_dir):
   with open(os.path.join(root_dir, 'operative_config.gin'), 'w') as stream:
     stream.write(gin.operative_config_str())
 
 
 def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, log_interval,
-           summary_interval, deterministic, strategy, train_mazes):
+           summary_interval, deterministic, strategy, train_mazes, held_out_epsilon):
   if deterministic:
     tf.config.experimental.enable_op_determinism()
   tf.keras.utils.set_random_seed(seed)
@@ -216,10 +233,13 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
     agent = agent_class(tf_env.time_step_spec(), tf_env.action_spec())
     agent.initialize()
 
-  checkpoint = tf.train.Checkpoint(agent=agent, optimizers=agent.optimizers)
+  checkpoint = tf.train.Checkpoint(
+      agent=agent, optimizers=agent.optimizers,
+      optimizer_format=tf.Variable(optimizers.FORMAT, trainable=False))
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(root_dir, 'checkpoints'),
                                        max_to_keep=3)
   if manager.latest_checkpoint:
+    check_optimizer_format(manager.latest_checkpoint)
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
   start_step = int(agent.train_step_counter.numpy())
   if start_step:
@@ -272,7 +292,9 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
         tf.summary.scalar(f'probe/{name[len("probe_"):]}', value, step=step)
     for depth, act in acts.items():
       deer = evaluation.deer_score(act, seed=seed * 10_000 + epoch)
-      held = evaluation.held_out_score(act, excluded_hashes=excluded)
+      held = evaluation.held_out_score(act, epsilon=0.0, excluded_hashes=excluded)
+      noisy = evaluation.held_out_score(act, epsilon=held_out_epsilon,
+                                        excluded_hashes=excluded)
       own = (training_maze_score(act, metadata, train_mazes) if train_mazes
              else dict(score=float('nan'), keys_collected=float('nan')))
       latest[depth], latest_own[depth] = round(held['score'], 2), round(own['score'], 2)
@@ -280,6 +302,8 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
           epoch=epoch + 1, step=step, depth=depth, deer_score=deer['score'],
           deer_episodes=deer['episodes'], held_out_score=held['score'],
           held_out_sem=held['score_sem'], held_out_normalized=held['normalized'],
+          held_out_epsilon_score=noisy['score'], held_out_epsilon_sem=noisy['score_sem'],
+          held_out_epsilon_normalized=noisy['normalized'],
           random_held_out_score=random_reference['score'],
           optimal_held_out_score=held['optimal'], held_out_keys=held['keys_collected'],
           held_out_wall_bumps=held['wall_bump_fraction'],
@@ -289,6 +313,8 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
         tf.summary.scalar(f'eval/deer_score_depth_{depth}', deer['score'], step=step)
         tf.summary.scalar(f'eval/held_out_score_depth_{depth}', held['score'], step=step)
         tf.summary.scalar(f'eval/held_out_normalized_depth_{depth}', held['normalized'],
+                          step=step)
+        tf.summary.scalar(f'eval/held_out_epsilon_score_depth_{depth}', noisy['score'],
                           step=step)
         if train_mazes:
           tf.summary.scalar(f'eval/train_maze_score_depth_{depth}', own['score'], step=step)

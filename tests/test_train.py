@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from gmas_tf import data
 from gmas_tf import evaluation
+from gmas_tf import optimizers
 from gmas_tf import train
 from gmas_tf.envs import maze
 
@@ -194,3 +195,13 @@ def test_training_maze_score_plays_the_datasets_own_mazes():
   assert -5.0 - 1e-4 <= result['score'] <= result['optimal']
   with pytest.raises(train.TrainingError, match='not made by this code'):
     train.training_maze_score(act, dict(seed=8, maze_hashes=hashes), num_mazes=2)
+
+
+def test_checkpoint_of_another_optimizer_is_refused_in_one_sentence(tmp_path):
+  variable = tf.Variable([1.0, 2.0])
+  old = tf.train.Checkpoint(weights=variable).save(str(tmp_path / 'old' / 'ckpt'))
+  with pytest.raises(train.TrainingError, match='another optimizer .* retrain'):
+    train.check_optimizer_format(old)
+  new = tf.train.Checkpoint(weights=variable, optimizer_format=tf.Variable(
+      optimizers.FORMAT)).save(str(tmp_path / 'new' / 'ckpt'))
+  train.check_optimizer_format(new)  # no error

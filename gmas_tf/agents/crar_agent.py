@@ -4,15 +4,19 @@ Per batch of transitions (s, a, r, terminal, s'), with x = e(s), x2 = e(s'):
   transition   mean((x + tau(x, a) - x2)^2 * (1 - terminal))
   reward       mean((rho(x, a) - r)^2)
   discount     mean((g(x, a) - (1 - terminal) * gamma)^2)
+  ball         mean(clip(max_channels x^2 - 1, 0, 100))
   dispersion   mean(exp(-C_d * sqrt(clip(||x - roll(x, 1)||^2, 1e-6, 10))))
   consecutive_dispersion   the same on x - x2
-  ball         mean(clip(max_channels x^2 - 1, 0, 100))
   q            (Q(x, a) - y)^2, double DQN:
                y = r + (1 - terminal) * gamma * Q_target(e_target(s'), argmax_a Q(x2, a))
 
 Two update schemes: 'deer' applies one RMSprop per loss, in the order above, each over
-the networks that loss involves (deer's CRAR_keras); 'joint' applies one RMSprop to the
-weighted sum. The target copies of every network are synced every `target_update_period`.
+the networks that loss involves, reward and discount sharing one RMSprop (deer's
+CRAR_keras); 'joint' applies one RMSprop to the weighted sum. The optimizer is deer's
+(`gmas_tf.optimizers`). The target copies of every network are synced when the count of
+updates already made is a multiple of `target_update_period`: in the deer scheme between
+the model losses and the Q loss, as deer does; in the joint scheme before the update.
+Where this differs from deer, it is a binding: docs/DEVIATIONS.md lists each.
 """
 
 from typing import Dict, Optional, Sequence
@@ -24,15 +28,22 @@ from tf_agents.utils import common
 
 from gmas_tf import data
 from gmas_tf import networks
+from gmas_tf import optimizers
 from gmas_tf import planning
 from gmas_tf.policies import planning_policy
 
-LOSS_ORDER = ('transition', 'reward', 'discount', 'dispersion', 'consecutive_dispersion',
-              'ball', 'q')
+LOSS_ORDER = ('transition', 'reward', 'discount', 'ball', 'dispersion',
+              'consecutive_dispersion', 'q')
 NETWORK_NAMES = ('encoder', 'transition', 'reward', 'discount', 'q_network')
 # The networks, besides the encoder, that each loss trains.
 LOSS_NETWORKS = dict(transition=('transition',), reward=('reward',), discount=('discount',),
                      dispersion=(), consecutive_dispersion=(), ball=(), q=('q_network',))
+# The RMSprop each loss is applied with in the deer scheme (deer's optimizer3 serves two).
+DEER_OPTIMIZERS = dict(transition='transition', reward='reward_discount',
+                       discount='reward_discount', ball='ball', dispersion='dispersion',
+                       consecutive_dispersion='consecutive_dispersion', q='q')
+Q_LOSS_REDUCTIONS = ('chosen_action', 'all_actions')
+TERMINAL_OBSERVATIONS = ('zeros', 'observed')
 
 
 def dispersion(difference: tf.Tensor, scale: float) -> tf.Tensor:
@@ -74,6 +85,9 @@ class CrarAgent(tf_agent.TFAgent):
                rmsprop_rho: float = 0.9,
                rmsprop_epsilon: float = 1e-4,
                clipnorm: float = 1.0,
+               clipping: str = 'global_norm',
+               q_loss_reduction: str = 'chosen_action',
+               terminal_next_observation: str = 'zeros',
                target_update_period: int = 1000,
                planning_depth: int = 3,
                branching: int = 2,
@@ -89,8 +103,15 @@ class CrarAgent(tf_agent.TFAgent):
       loss_weights: weight of each loss in LOSS_ORDER (default 1 each).
       update_scheme: 'deer' (one RMSprop per loss, in order) or 'joint' (one RMSprop on
         the weighted sum).
-      learning_rate, rmsprop_rho, rmsprop_epsilon, clipnorm: RMSprop settings; clipnorm
-        clips each gradient tensor's norm (Keras' clipnorm), as deer does.
+      learning_rate, rmsprop_rho, rmsprop_epsilon: deer's RMSprop (eps outside the root).
+      clipnorm: the norm gradients are clipped to.
+      clipping: 'global_norm' (deer: all gradients of one optimizer call scaled together),
+        'tensor_norm' (each tensor alone) or 'none'.
+      q_loss_reduction: 'chosen_action', (Q(x, a) - y)^2 (eq. 6, deer's PyTorch), or
+        'all_actions', Keras' MSE over all outputs with the others' targets set to their
+        own predictions, (1/A)(Q(x, a) - y)^2 (deer's Keras).
+      terminal_next_observation: 'zeros' (deer stores s' = 0 after a terminal step; only
+        the consecutive dispersion sees it) or 'observed' (the environment's last frame).
       target_update_period: train steps between syncs of the target networks.
       planning_depth: depth D of the agent's greedy policy (`agent.policy`).
       branching: b, the actions expanded below the root when planning.
@@ -100,6 +121,11 @@ class CrarAgent(tf_agent.TFAgent):
     tf.Module.__init__(self, name=name)
     if update_scheme not in ('deer', 'joint'):
       raise ValueError(f"update_scheme must be 'deer' or 'joint', got {update_scheme!r}.")
+    for value, allowed, what in ((q_loss_reduction, Q_LOSS_REDUCTIONS, 'q_loss_reduction'),
+                                 (terminal_next_observation, TERMINAL_OBSERVATIONS,
+                                  'terminal_next_observation')):
+      if value not in allowed:
+        raise ValueError(f'{what} must be one of {allowed}, got {value!r}.')
     unknown = set(loss_weights or {}) - set(LOSS_ORDER)
     if unknown:
       raise ValueError(f'Unknown losses in loss_weights: {sorted(unknown)}; '
@@ -109,11 +135,13 @@ class CrarAgent(tf_agent.TFAgent):
     self._loss_weights = {name: 1.0 for name in LOSS_ORDER}
     self._loss_weights.update(loss_weights or {})
     self._update_scheme = update_scheme
+    self._q_loss_reduction = q_loss_reduction
+    self._terminal_next_observation = terminal_next_observation
     self._target_update_period = target_update_period
     self._branching = branching
     self._num_actions = int(action_spec.maximum - action_spec.minimum + 1)
     self._build_networks(tuple(time_step_spec.observation.shape))
-    self._build_optimizers(learning_rate, rmsprop_rho, rmsprop_epsilon, clipnorm)
+    self._build_optimizers(learning_rate, rmsprop_rho, rmsprop_epsilon, clipping, clipnorm)
     policy = planning_policy.PlanningPolicy(
         time_step_spec, action_spec, self._networks,
         depth=planning_depth, branching=branching)
@@ -145,11 +173,11 @@ class CrarAgent(tf_agent.TFAgent):
       target.set_weights(online.get_weights())
       self._targets[name] = target
 
-  def _build_optimizers(self, learning_rate, rho, epsilon, clipnorm):
-    make = lambda: tf.keras.optimizers.RMSprop(
-        learning_rate=learning_rate, rho=rho, epsilon=epsilon, clipnorm=clipnorm)
-    names = LOSS_ORDER if self._update_scheme == 'deer' else ('joint',)
-    self._optimizers = {name: make() for name in names}
+  def _build_optimizers(self, learning_rate, rho, epsilon, clipping, clip_norm):
+    names = (sorted(set(DEER_OPTIMIZERS.values())) if self._update_scheme == 'deer'
+             else ('joint',))
+    self._optimizers = {name: optimizers.rmsprop(learning_rate, rho, epsilon, clipping,
+                                                 clip_norm) for name in names}
 
   def network(self, name: str) -> tf.keras.Model:
     return self._networks[name]
@@ -181,7 +209,7 @@ class CrarAgent(tf_agent.TFAgent):
 
   def loss_terms(self, experience: data.Transition, names=LOSS_ORDER) -> Dict[str, tf.Tensor]:
     """The unweighted losses named in `names`, from one forward pass of the encoder."""
-    t = experience
+    t = self._deer_terminal(experience)
     one_hot = tf.one_hot(t.action, self._num_actions)
     x = self._encoder(t.observation)
     needs_next = {'transition', 'consecutive_dispersion', 'q'} & set(names)
@@ -209,6 +237,14 @@ class CrarAgent(tf_agent.TFAgent):
       terms.update(self.q_terms(t, x, x2))
     return terms
 
+  def _deer_terminal(self, t: data.Transition) -> data.Transition:
+    """s' set to zeros after a terminal step, as deer's replay memory stores it."""
+    if self._terminal_next_observation == 'observed':
+      return t
+    ended = tf.reshape(t.terminal > 0, [-1] + [1] * (len(t.next_observation.shape) - 1))
+    return t._replace(next_observation=tf.where(ended, tf.zeros_like(t.next_observation),
+                                                t.next_observation))
+
   def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The model-free loss 'q' (eq. 6), and any diagnostics of it; GMAS extends this."""
     return self._td_terms(t, self._q_network(x), x2)
@@ -216,8 +252,11 @@ class CrarAgent(tf_agent.TFAgent):
   def _td_terms(self, t: data.Transition, q: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
     """'q' and 'q_spread' from Q(x, .) [B, A]."""
     chosen = tf.gather(q, t.action, batch_dims=1)
+    td = tf.reduce_mean(tf.square(chosen - self._td_target(t, x2)))
+    if self._q_loss_reduction == 'all_actions':
+      td /= self._num_actions  # the other outputs' errors are 0 by construction
     # q_spread (max_a Q - min_a Q) is a diagnostic: a flat Q cannot choose an action.
-    return dict(q=tf.reduce_mean(tf.square(chosen - self._td_target(t, x2))),
+    return dict(q=td,
                 q_spread=tf.reduce_mean(tf.reduce_max(q, -1) - tf.reduce_min(q, -1)))
 
   def _td_target(self, t: data.Transition, x2: tf.Tensor) -> tf.Tensor:
@@ -243,10 +282,17 @@ class CrarAgent(tf_agent.TFAgent):
                               output_gradients=tf.constant(1.0 / num_replicas(), loss.dtype))
     optimizer.apply_gradients(zip(gradients, variables))
 
-  def _count_and_sync(self, strategy=None):
-    """Counts the update and syncs the targets every period (in cross-replica context)."""
-    del strategy
-    self.train_step_counter.assign_add(1)
+  def _in_cross_replica_context(self, fn):
+    """Runs fn once per update, not once per replica, under tf.distribute."""
+    context = tf.distribute.get_replica_context()
+    if context is None:
+      fn()
+    else:
+      context.merge_call(lambda strategy: fn())
+
+  def _sync_targets_if_due(self):
+    # deer: `if update_counter % freeze_interval == 0: resetQHat()`, the counter holding the
+    # updates already made (so also at 0, where online and target are equal anyway).
     tf.cond(self.train_step_counter % self._target_update_period == 0,
             lambda: self.sync_targets() or tf.constant(True), lambda: tf.constant(False))
 
@@ -255,23 +301,22 @@ class CrarAgent(tf_agent.TFAgent):
     if self._update_scheme == 'deer':
       terms = {}
       for name in LOSS_ORDER:  # each loss sees the encoder the previous one updated
+        if name == 'q':
+          self._in_cross_replica_context(self._sync_targets_if_due)
         variables = self._variables_of(name)
         with tf.GradientTape() as tape:
           terms.update(self.loss_terms(experience, (name,)))
           loss = self._loss_weights[name] * terms[name]
-        self._apply(self._optimizers[name], loss, variables, tape)
+        self._apply(self._optimizers[DEER_OPTIMIZERS[name]], loss, variables, tape)
       total = tf.add_n([self._loss_weights[n] * terms[n] for n in LOSS_ORDER])
     else:
+      self._in_cross_replica_context(self._sync_targets_if_due)
       variables = [v for n in NETWORK_NAMES for v in self.network(n).trainable_variables]
       with tf.GradientTape() as tape:
         loss_info = self._loss(experience)
       self._apply(self._optimizers['joint'], loss_info.loss, variables, tape)
       total, terms = loss_info
-    context = tf.distribute.get_replica_context()
-    if context is None:
-      self._count_and_sync()
-    else:
-      context.merge_call(self._count_and_sync)
+    self._in_cross_replica_context(lambda: self.train_step_counter.assign_add(1))
     for name, value in terms.items():
       tf.summary.scalar(f'Losses/{name}', value, step=self.train_step_counter)
     tf.summary.scalar('Losses/total', total, step=self.train_step_counter)

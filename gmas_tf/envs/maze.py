@@ -31,15 +31,37 @@ MOVES = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])
 START = (1, 1)
 
 
-def make_sprites(cell_pixels: int = 6) -> np.ndarray:
+SPRITE_STYLES = ('deer', 'filled')
+
+
+def make_sprites(cell_pixels: int = 6, style: str = 'deer') -> np.ndarray:
   """The pixel pattern of each cell code: float32 [4, cell_pixels, cell_pixels].
 
-  Empty is -1 and wall +1 (deer); the agent is a 0.8 square on a 0.6 cell and a key a
-  0.2 / 0.4 checkerboard, so both sit strictly between the two and differ from each other.
+  Empty is -1 and wall +1 (deer). style 'deer': deer's 6x6 drawings on the empty
+  background (`examples/maze/maze_env.py`, scaled by 2v - 1): the agent a figure of 18
+  pixels (one 0.6, the others 0.8), a key a figure of 14 pixels (0.2 and 0.4).
+  style 'filled': the agent a 0.8 square on a 0.6 cell, a key a 0.2 / 0.4 checkerboard
+  filling its cell (this project's first drawing).
   """
+  if style not in SPRITE_STYLES:
+    raise ValueError(f'sprite style must be one of {SPRITE_STYLES}, got {style!r}.')
   sprites = np.empty((NUM_CELL_CODES, cell_pixels, cell_pixels), np.float32)
   sprites[EMPTY] = -1.0
   sprites[WALL] = 1.0
+  if style == 'deer':
+    if cell_pixels != 6:
+      raise ValueError(f"deer's sprites are 6x6 pixels; cell_pixels is {cell_pixels}.")
+    # Rows of deer's drawings: (row, columns, value) on a -1 background.
+    agent = [(0, [2], 0.6), (1, range(0, 5), 0.8), (2, range(1, 4), 0.8),
+             (3, range(1, 4), 0.8), (4, [1, 3], 0.8), (5, [0, 1, 3, 4], 0.8)]
+    key = [(r, [1], 0.4) for r in range(6)] + [
+        (0, [1, 2, 3], 0.2), (1, [3], 0.4), (2, [1, 2, 3], 0.2), (4, [2], 0.4),
+        (5, [2, 3], 0.4)]
+    for code, drawing in ((AGENT, agent), (KEY, key)):
+      sprites[code] = -1.0
+      for row, columns, value in drawing:
+        sprites[code, row, list(columns)] = value
+    return sprites
   sprites[AGENT] = 0.6
   inner = slice(cell_pixels // 3, cell_pixels - cell_pixels // 3)
   sprites[AGENT, inner, inner] = 0.8
@@ -74,6 +96,7 @@ class MazeEnvironment(py_environment.PyEnvironment):
                num_keys: int = 3,
                key_max: int = 6,
                cell_pixels: int = 6,
+               sprite_style: str = 'deer',
                step_reward: float = -0.1,
                key_reward: float = 1.0,
                step_limit: Optional[int] = None,
@@ -87,6 +110,8 @@ class MazeEnvironment(py_environment.PyEnvironment):
       num_keys: distinct keys drawn on free cells at row, col in 1..key_max.
       key_max: largest row or column a key may take.
       cell_pixels: side of one cell in the observation, in pixels.
+      sprite_style: how the agent and keys are drawn (`make_sprites`); datasets store
+        cell codes, so one dataset serves either style.
       step_reward: reward of a step that collects no key.
       key_reward: reward of the step that collects a key (replaces step_reward).
       step_limit: episodes are cut (a time limit, not a terminal) after this many
@@ -109,7 +134,7 @@ class MazeEnvironment(py_environment.PyEnvironment):
     self._key_reward = np.float32(key_reward)
     self._step_limit = step_limit
     self._rng = np.random.default_rng(seed)
-    self._sprites = make_sprites(cell_pixels)
+    self._sprites = make_sprites(cell_pixels, sprite_style)
     side = grid_size * cell_pixels
     self._observation_spec = array_spec.BoundedArraySpec(
         (side, side, 1), np.float32, minimum=-1.0, maximum=1.0, name='observation')

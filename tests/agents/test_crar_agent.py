@@ -70,14 +70,30 @@ def weights_of(model):
   return [w.copy() for w in model.get_weights()]
 
 
-def test_targets_sync_every_period(batches):
-  agent = make_agent(target_update_period=3, update_scheme='joint')
+@pytest.mark.parametrize('scheme', ['joint', 'deer'])
+def test_targets_sync_when_the_updates_made_are_a_multiple_of_the_period(batches, scheme):
+  # deer: `if update_counter % freeze_interval == 0: resetQHat()` before the Q update, the
+  # counter holding the updates already made; in the deer scheme after the model losses.
+  agent = make_agent(target_update_period=3, update_scheme=scheme)
   train = tf.function(agent.train)
-  for step in range(1, 4):
+  online, target = agent.network('q_network'), agent.target_network('q_network')
+  encoder = agent.network('encoder')
+  before = weights_of(target)
+  for step in range(1, 5):
+    q_before, encoder_before = weights_of(online), weights_of(encoder)
     train(batches[step % 4])
-    online, target = agent.network('q_network'), agent.target_network('q_network')
-    same = all(np.array_equal(a, b) for a, b in zip(online.get_weights(), target.get_weights()))
-    assert same == (step == 3)
+    synced = step == 4  # at the start of the update after the third
+    if synced:
+      expected_q = q_before  # the Q update of step 4 came after the sync
+      expected_encoder = (encoder_before if scheme == 'joint' else None)
+      assert all(np.array_equal(a, b) for a, b in zip(target.get_weights(), expected_q))
+      target_encoder = agent.target_network('encoder').get_weights()
+      if expected_encoder is not None:
+        assert all(np.array_equal(a, b) for a, b in zip(target_encoder, expected_encoder))
+      else:  # deer: the model losses of step 4 moved the encoder before the sync
+        assert not all(np.array_equal(a, b) for a, b in zip(target_encoder, encoder_before))
+    else:
+      assert all(np.array_equal(a, b) for a, b in zip(target.get_weights(), before))
 
 
 @pytest.mark.parametrize('scheme', ['deer', 'joint'])
@@ -92,7 +108,8 @@ def test_each_scheme_lowers_the_loss_on_a_fixed_batch(batches, scheme):
   assert agent.train_step_counter.numpy() == 30
   assert not all(np.array_equal(a, b) for a, b in
                  zip(encoder_before, agent.network('encoder').get_weights()))
-  assert len(agent.optimizers) == (7 if scheme == 'deer' else 1)
+  # deer: one RMSprop per loss, reward and discount sharing theirs (optimizer3).
+  assert len(agent.optimizers) == (6 if scheme == 'deer' else 1)
 
 
 def test_deer_scheme_updates_each_loss_over_its_own_networks(batches):
@@ -108,11 +125,39 @@ def test_deer_scheme_updates_each_loss_over_its_own_networks(batches):
     assert changed == (name in ('encoder', 'reward')), name
 
 
+def test_q_loss_over_all_actions_is_a_quarter_of_the_chosen_one(batches):
+  # deer's Keras: MSE over the 4 outputs, the unchosen targets set to their predictions.
+  chosen = make_agent(q_loss_reduction='chosen_action').loss_terms(batches[0])['q']
+  all_actions = make_agent(q_loss_reduction='all_actions').loss_terms(batches[0])['q']
+  assert all_actions.numpy() == pytest.approx(chosen.numpy() / 4, rel=1e-6)
+
+
+def test_terminal_next_observation_is_zeros_as_deer_stores_it(batches):
+  t = batches[0]
+  t = t._replace(terminal=tf.constant([1.0, 0.0, 1.0] + [0.0] * 13))  # two terminal steps
+  zeros, observed = (make_agent(terminal_next_observation=v) for v in ('zeros', 'observed'))
+  ended = t.terminal.numpy() > 0
+  x2 = zeros.network('encoder')(np.where(ended[:, None, None, None], 0.0,
+                                         t.next_observation.numpy()))
+  x = zeros.network('encoder')(t.observation)
+  expected = crar_agent.dispersion(x - x2, 5.0).numpy()
+  assert zeros.loss_terms(t)['consecutive_dispersion'].numpy() == pytest.approx(expected)
+  assert observed.loss_terms(t)['consecutive_dispersion'].numpy() != pytest.approx(expected)
+  # The losses that mask terminal transitions do not see the difference.
+  for name in ('transition', 'q'):
+    assert zeros.loss_terms(t)[name].numpy() == pytest.approx(
+        observed.loss_terms(t)[name].numpy(), rel=1e-6)
+
+
 def test_unknown_settings_are_rejected():
   with pytest.raises(ValueError, match='update_scheme'):
     make_agent(update_scheme='adam')
   with pytest.raises(ValueError, match='loss_weights'):
     make_agent(loss_weights={'tranzition': 1.0})
+  with pytest.raises(ValueError, match='q_loss_reduction'):
+    make_agent(q_loss_reduction='mean')
+  with pytest.raises(ValueError, match='terminal_next_observation'):
+    make_agent(terminal_next_observation='last')
 
 
 def test_policy_acts_greedily_on_the_planner(batches):

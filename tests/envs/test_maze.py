@@ -58,9 +58,9 @@ def test_scripted_episode_on_hand_built_maze():
     observation = step.observation[..., 0]
     r, c = agent
     cell = observation[6 * r:6 * r + 6, 6 * c:6 * c + 6]
-    # The agent sprite: 0.6 with a 2x2 centre of 0.8.
-    assert np.all(cell[2:4, 2:4] == np.float32(0.8))
-    assert np.sum(cell == np.float32(0.6)) == 32
+    # deer's agent: one 0.6 pixel at (0, 2) and 17 of 0.8, on the floor's -1.
+    assert cell[0, 2] == np.float32(0.6) and np.sum(cell == np.float32(0.6)) == 1
+    assert np.sum(cell == np.float32(0.8)) == 17 and np.sum(cell == -1.0) == 18
     if i < len(expected) - 1:
       assert step.step_type == ts.StepType.MID and step.discount == 1.0
   assert step.step_type == ts.StepType.LAST and step.discount == 0.0
@@ -75,8 +75,22 @@ def test_key_sprite_pixels():
   env = maze.MazeEnvironment()
   observation = env.reset_to(hand_built_walls(), keys=[(6, 6)]).observation[..., 0]
   cell = observation[36:42, 36:42]
-  assert cell[0, 0] == np.float32(0.2) and cell[0, 1] == np.float32(0.4)
-  assert np.sum(cell == np.float32(0.2)) == 18 and np.sum(cell == np.float32(0.4)) == 18
+  # deer's key (maze_env.py, values v drawn as 2v - 1): a figure of 14 pixels.
+  expected = np.full((6, 6), -1.0, np.float32)
+  expected[:, 1] = 0.4
+  expected[0, 1:4] = expected[2, 1:4] = 0.2
+  expected[1, 3] = expected[4, 2] = 0.4
+  expected[5, 2:4] = 0.4
+  np.testing.assert_array_equal(cell, expected)
+  assert np.sum(cell != -1.0) == 14
+
+
+def test_filled_sprites_are_the_other_style():
+  sprites = maze.make_sprites(6, 'filled')
+  assert np.sum(sprites[maze.AGENT] == np.float32(0.6)) == 32
+  assert np.sum(sprites[maze.KEY] == np.float32(0.2)) == 18
+  with pytest.raises(ValueError, match='sprite style'):
+    maze.make_sprites(6, 'pretty')
 
 
 def test_optimal_return_of_hand_built_maze():
