@@ -59,7 +59,7 @@ def losses(strategy, scheme):
 mirrored = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
 print(json.dumps({scheme: dict(single=losses(tf.distribute.get_strategy(), scheme),
                                mirrored=losses(mirrored, scheme))
-                  for scheme in ('joint', 'deer')}))
+                  for scheme in ('joint', 'per_loss', 'deer')}))
 """
 
 
@@ -71,7 +71,7 @@ def runs():
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize('scheme', ['joint', 'deer'])
+@pytest.mark.parametrize('scheme', ['joint', 'per_loss', 'deer'])
 def test_mirrored_on_two_cpus_matches_one_device(runs, scheme):
   single, mirrored = runs[scheme]['single'], runs[scheme]['mirrored']
   assert (single['replicas'], mirrored['replicas']) == (1, 2)

@@ -10,9 +10,12 @@ Per batch of transitions (s, a, r, terminal, s'), with x = e(s), x2 = e(s'):
   q            (Q(x, a) - y)^2, double DQN:
                y = r + (1 - terminal) * gamma * Q_target(e_target(s'), argmax_a Q(x2, a))
 
-Two update schemes: 'deer' applies one RMSprop per loss, in the order above, each over
+Three update schemes: 'deer' applies one RMSprop per loss, in the order above, each over
 the networks that loss involves, reward and discount sharing one RMSprop (deer's
-CRAR_keras); 'joint' applies one RMSprop to the weighted sum. The optimizer is deer's
+CRAR_keras), every loss seeing the encoder the previous one moved; 'per_loss' takes every
+loss's gradient at the same parameters, from one forward pass, and applies each through its
+own RMSprop (deer's optimizers and normalizers, not its sequence); 'joint' applies one
+RMSprop to the weighted sum. The optimizer is deer's
 (`gmas_tf.optimizers`). The target copies of every network are synced when the count of
 updates already made is a multiple of `target_update_period`: in the deer scheme between
 the model losses and the Q loss, as deer does; in the joint scheme before the update.
@@ -42,6 +45,7 @@ LOSS_NETWORKS = dict(transition=('transition',), reward=('reward',), discount=('
 DEER_OPTIMIZERS = dict(transition='transition', reward='reward_discount',
                        discount='reward_discount', ball='ball', dispersion='dispersion',
                        consecutive_dispersion='consecutive_dispersion', q='q')
+UPDATE_SCHEMES = ('deer', 'per_loss', 'joint')
 Q_LOSS_REDUCTIONS = ('chosen_action', 'all_actions')
 TERMINAL_OBSERVATIONS = ('zeros', 'observed')
 
@@ -101,8 +105,9 @@ class CrarAgent(tf_agent.TFAgent):
       gamma: discount of the Q learner and of the discount network's target.
       dispersion_scale: C_d of the dispersion losses.
       loss_weights: weight of each loss in LOSS_ORDER (default 1 each).
-      update_scheme: 'deer' (one RMSprop per loss, in order) or 'joint' (one RMSprop on
-        the weighted sum).
+      update_scheme: 'deer' (one RMSprop per loss, in order), 'per_loss' (one RMSprop
+        per loss, all gradients from one forward pass) or 'joint' (one RMSprop on the
+        weighted sum).
       learning_rate, rmsprop_rho, rmsprop_epsilon: deer's RMSprop (eps outside the root).
       clipnorm: the norm gradients are clipped to.
       clipping: 'global_norm' (deer: all gradients of one optimizer call scaled together),
@@ -119,9 +124,8 @@ class CrarAgent(tf_agent.TFAgent):
       name: the agent's name.
     """
     tf.Module.__init__(self, name=name)
-    if update_scheme not in ('deer', 'joint'):
-      raise ValueError(f"update_scheme must be 'deer' or 'joint', got {update_scheme!r}.")
-    for value, allowed, what in ((q_loss_reduction, Q_LOSS_REDUCTIONS, 'q_loss_reduction'),
+    for value, allowed, what in ((update_scheme, UPDATE_SCHEMES, 'update_scheme'),
+                                 (q_loss_reduction, Q_LOSS_REDUCTIONS, 'q_loss_reduction'),
                                  (terminal_next_observation, TERMINAL_OBSERVATIONS,
                                   'terminal_next_observation')):
       if value not in allowed:
@@ -174,8 +178,8 @@ class CrarAgent(tf_agent.TFAgent):
       self._targets[name] = target
 
   def _build_optimizers(self, learning_rate, rho, epsilon, clipping, clip_norm):
-    names = (sorted(set(DEER_OPTIMIZERS.values())) if self._update_scheme == 'deer'
-             else ('joint',))
+    names = (('joint',) if self._update_scheme == 'joint'
+             else sorted(set(DEER_OPTIMIZERS.values())))
     self._optimizers = {name: optimizers.rmsprop(learning_rate, rho, epsilon, clipping,
                                                  clip_norm) for name in names}
 
@@ -275,12 +279,24 @@ class CrarAgent(tf_agent.TFAgent):
 
   # -- update -------------------------------------------------------------------------
 
-  def _apply(self, optimizer, loss, variables, tape):
+  def _gradients(self, loss, variables, tape):
     # Under tf.distribute each replica holds a shard of the batch and the optimizer sums
     # the replicas' gradients: scaling by 1/replicas makes that the global batch's mean.
-    gradients = tape.gradient(loss, variables,
-                              output_gradients=tf.constant(1.0 / num_replicas(), loss.dtype))
+    return tape.gradient(loss, variables,
+                         output_gradients=tf.constant(1.0 / num_replicas(), loss.dtype))
+
+  def _apply(self, optimizer, loss, variables, tape):
+    """Applies loss's gradients through optimizer; returns them (before clipping)."""
+    gradients = self._gradients(loss, variables, tape)
     optimizer.apply_gradients(zip(gradients, variables))
+    return gradients
+
+  def _log_encoder_gradient(self, name, gradients):
+    # How hard each loss pulls on the encoder (the first variables of _variables_of):
+    # the global norm of its encoder gradient, before clipping (this replica's share).
+    encoder = gradients[:len(self._encoder.trainable_variables)]
+    tf.summary.scalar(f'Gradients/encoder/{name}', tf.linalg.global_norm(encoder),
+                      step=self.train_step_counter)
 
   def _in_cross_replica_context(self, fn):
     """Runs fn once per update, not once per replica, under tf.distribute."""
@@ -307,8 +323,21 @@ class CrarAgent(tf_agent.TFAgent):
         with tf.GradientTape() as tape:
           terms.update(self.loss_terms(experience, (name,)))
           loss = self._loss_weights[name] * terms[name]
-        self._apply(self._optimizers[DEER_OPTIMIZERS[name]], loss, variables, tape)
+        self._log_encoder_gradient(name, self._apply(
+            self._optimizers[DEER_OPTIMIZERS[name]], loss, variables, tape))
       total = tf.add_n([self._loss_weights[n] * terms[n] for n in LOSS_ORDER])
+    elif self._update_scheme == 'per_loss':
+      self._in_cross_replica_context(self._sync_targets_if_due)
+      with tf.GradientTape(persistent=True) as tape:
+        total, terms = self._loss(experience)
+        weighted = {name: self._loss_weights[name] * terms[name] for name in LOSS_ORDER}
+      # Every gradient is taken before any is applied: all at the same parameters.
+      updates = [(name, self._gradients(weighted[name], self._variables_of(name), tape),
+                  self._variables_of(name)) for name in LOSS_ORDER]
+      del tape
+      for name, gradients, variables in updates:
+        self._optimizers[DEER_OPTIMIZERS[name]].apply_gradients(zip(gradients, variables))
+        self._log_encoder_gradient(name, gradients)
     else:
       self._in_cross_replica_context(self._sync_targets_if_due)
       variables = [v for n in NETWORK_NAMES for v in self.network(n).trainable_variables]

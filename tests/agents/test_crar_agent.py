@@ -96,7 +96,7 @@ def test_targets_sync_when_the_updates_made_are_a_multiple_of_the_period(batches
       assert all(np.array_equal(a, b) for a, b in zip(target.get_weights(), before))
 
 
-@pytest.mark.parametrize('scheme', ['deer', 'joint'])
+@pytest.mark.parametrize('scheme', ['deer', 'per_loss', 'joint'])
 def test_each_scheme_lowers_the_loss_on_a_fixed_batch(batches, scheme):
   agent = make_agent(update_scheme=scheme)
   train = tf.function(agent.train)
@@ -109,7 +109,7 @@ def test_each_scheme_lowers_the_loss_on_a_fixed_batch(batches, scheme):
   assert not all(np.array_equal(a, b) for a, b in
                  zip(encoder_before, agent.network('encoder').get_weights()))
   # deer: one RMSprop per loss, reward and discount sharing theirs (optimizer3).
-  assert len(agent.optimizers) == (6 if scheme == 'deer' else 1)
+  assert len(agent.optimizers) == (1 if scheme == 'joint' else 6)
 
 
 def test_deer_scheme_updates_each_loss_over_its_own_networks(batches):
@@ -123,6 +123,29 @@ def test_deer_scheme_updates_each_loss_over_its_own_networks(batches):
     changed = not all(np.array_equal(a, b) for a, b in
                       zip(before[name], agent.network(name).get_weights()))
     assert changed == (name in ('encoder', 'reward')), name
+
+
+def test_per_loss_scheme_applies_each_gradient_at_the_same_parameters(batches):
+  # Reward and Q losses only: the encoder moves by the sum of two first RMSprop steps,
+  # each from its loss's gradient at the initial weights, clipped to global norm 1.
+  weights = {name: 0.0 for name in crar_agent.LOSS_ORDER}
+  weights.update(reward=1.0, q=1.0)
+  agent = make_agent(update_scheme='per_loss', loss_weights=weights)
+  encoder = agent.network('encoder').trainable_variables
+  t = batches[0]
+  expected = [v.numpy().astype(np.float64) for v in encoder]
+  for name in ('reward', 'q'):
+    with tf.GradientTape() as tape:
+      loss = agent.loss_terms(t, (name,))[name]
+    variables = agent._variables_of(name)  # pylint: disable=protected-access
+    gradients = [g.numpy().astype(np.float64) for g in tape.gradient(loss, variables)]
+    scale = min(1.0, 1.0 / np.sqrt(sum(np.sum(g**2) for g in gradients)))
+    for i, g in enumerate(gradients[:len(encoder)]):
+      g = g * scale
+      expected[i] -= 1e-3 * g / (np.sqrt(0.1 * g**2) + 1e-4)
+  agent.train(t)
+  for variable, value in zip(encoder, expected):
+    np.testing.assert_allclose(variable.numpy(), value, atol=1e-6)
 
 
 def test_q_loss_over_all_actions_is_a_quarter_of_the_chosen_one(batches):

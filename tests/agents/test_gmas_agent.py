@@ -26,7 +26,7 @@ def make(agent_class, **kwargs):
   return agent
 
 
-@pytest.mark.parametrize('scheme', ['deer', 'joint'])
+@pytest.mark.parametrize('scheme', ['deer', 'per_loss', 'joint'])
 def test_distance_none_is_crar_bit_for_bit(batch, scheme):
   crar = make(crar_agent.CrarAgent, update_scheme=scheme)
   gmas = make(gmas_agent.GmasAgent, distance='none', update_scheme=scheme)
