@@ -22,7 +22,7 @@ class GmasAgent(crar_agent.CrarAgent):
 
   def __init__(self, time_step_spec, action_spec, distance: str = 'cosine',
                alpha: float = 0.05, training_depth: int = 3, depth_discount: float = 1.0,
-               name: str = 'GmasAgent', **kwargs):
+               matching_trains_encoder: bool = True, name: str = 'GmasAgent', **kwargs):
     """Creates the agent.
 
     Args:
@@ -31,6 +31,9 @@ class GmasAgent(crar_agent.CrarAgent):
       alpha: weight of the distance (0.05 for cosine, 1.0 for L2 in the paper).
       training_depth: depth D of the planner whose slope is the label (0..5).
       depth_discount: gamma' weighting depth d by gamma'^d (1: the paper's mean).
+      matching_trains_encoder: True (the paper) lets the matching term's gradient reach
+        the encoder through x; False stops it there, so the term trains the Q network
+        alone (a deviation from the paper, to measure how the term slows the model).
       name: the agent's name.
       **kwargs: CrarAgent's arguments.
     """
@@ -41,13 +44,20 @@ class GmasAgent(crar_agent.CrarAgent):
     self._alpha = alpha
     self._training_depth = training_depth
     self._depth_discount = depth_discount
+    self._matching_trains_encoder = matching_trains_encoder
     super().__init__(time_step_spec, action_spec, name=name, **kwargs)
 
   def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
     if self._distance == 'none':
       return super().q_terms(t, x, x2)
-    # One forward pass of Q serves the TD loss and the prediction dQ(x, a)/dx.
-    q, prediction = gradient_matching.q_and_slope(x, t.action, self.network('q_network'))
+    q_network = self.network('q_network')
+    if self._matching_trains_encoder:
+      # One forward pass of Q serves the TD loss and the prediction dQ(x, a)/dx.
+      q, prediction = gradient_matching.q_and_slope(x, t.action, q_network)
+    else:
+      q = q_network(x)
+      prediction = gradient_matching.model_free_slope(tf.stop_gradient(x), t.action,
+                                                      q_network)
     terms = self._td_terms(t, q, x2)
     # Label: the planner with the frozen target Q and the current rho, g, tau (constant).
     label = gradient_matching.planner_slope(

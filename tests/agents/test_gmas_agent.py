@@ -52,16 +52,23 @@ def test_q_loss_is_td_plus_alpha_distance(batch, distance, alpha):
   assert -1.0 <= terms['slope_cosine'].numpy() <= 1.0 and terms['label_norm'].numpy() > 0
 
 
-def test_matching_trains_q_and_encoder_not_the_model(batch):
-  agent = make(gmas_agent.GmasAgent, distance='cosine', alpha=1.0, training_depth=3)
+@pytest.mark.parametrize('trains_encoder', [True, False])
+def test_matching_trains_q_and_encoder_not_the_model(batch, trains_encoder):
+  agent = make(gmas_agent.GmasAgent, distance='cosine', alpha=1.0, training_depth=3,
+               matching_trains_encoder=trains_encoder)
   variables = {n: agent.network(n).trainable_variables for n in crar_agent.NETWORK_NAMES}
   with tf.GradientTape() as tape:
-    matching = agent.loss_terms(batch, ('q',))['gradient_matching']
-  gradients = tape.gradient(matching, variables)
+    terms = agent.loss_terms(batch, ('q',))
+  gradients = tape.gradient(terms['gradient_matching'], variables)
   norm = lambda gs: sum(float(tf.norm(g)) for g in gs if g is not None)
-  assert norm(gradients['q_network']) > 0 and norm(gradients['encoder']) > 0
+  assert norm(gradients['q_network']) > 0
+  assert (norm(gradients['encoder']) > 0) == trains_encoder
   for name in ('transition', 'reward', 'discount'):
     assert norm(gradients[name]) == 0.0
+  # The TD loss still trains the encoder either way.
+  with tf.GradientTape() as tape:
+    td = agent.loss_terms(batch, ('q',))['td']
+  assert norm(tape.gradient(td, variables['encoder'])) > 0
 
 
 def test_gmas_train_step_runs_in_tf_function(batch):
