@@ -107,6 +107,21 @@ def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
   return '\n'.join(lines)
 
 
+def crossing_table(curves: Curves, threshold: float, what: str) -> str:
+  """Per method and depth, the first evaluated step at which each seed's score exceeds
+  `threshold` ('-' for a seed that never did by its last evaluation)."""
+  lines = [f'First evaluated step with a score above {what} ({threshold:.2f}), per seed:', '',
+           '| method | depth | first step, per seed | last step |', '|---|---|---|---|']
+  for method in sorted(curves):
+    for depth, (steps, scores, seeds) in sorted(curves[method].items()):
+      cells = []
+      for seed, run in zip(seeds, scores):
+        above = np.flatnonzero(run > threshold)
+        cells.append(f'seed {seed}: {steps[above[0]] if len(above) else "-"}')
+      lines.append(f'| {method} | {depth} | {", ".join(cells)} | {steps[-1]} |')
+  return '\n'.join(lines)
+
+
 def _paired_cell(x, x_seeds, y, y_seeds, repetitions: int) -> str:
   """Mean of x - y over the seeds both have, with its bootstrap interval and the count."""
   shared, x_index, y_index = np.intersect1d(x_seeds, y_seeds, return_indices=True)
@@ -119,7 +134,7 @@ def _paired_cell(x, x_seeds, y, y_seeds, repetitions: int) -> str:
 
 
 def figure(curves: Curves, output: str, random_score: float, baseline: str = 'crar',
-           repetitions: int = 500):
+           repetitions: int = 500, ylabel: str = 'held-out score'):
   """Rows: cosine and L2 GMAS (plus the baseline in each); columns: evaluation depths.
 
   Each curve is the mean over seeds with its 95% bootstrap band.
@@ -148,11 +163,12 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
         line, = ax.plot(steps, mean, label=f'{method} ({len(scores)})',
                         color='black' if method == baseline else None)
         ax.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.2, color=line.get_color())
-      ax.axhline(random_score, color='gray', linestyle=':', label='random policy')
+      if np.isfinite(random_score):
+        ax.axhline(random_score, color='gray', linestyle=':', label='random policy')
       ax.set_title(f'{kind}: evaluation depth {depth}', fontsize=9)
       ax.set_xlabel('train steps')
       if j == 0:
-        ax.set_ylabel('held-out score')
+        ax.set_ylabel(ylabel)
       ax.legend(fontsize=6)
   fig.tight_layout()
   fig.savefig(output, dpi=110)

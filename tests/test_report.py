@@ -133,3 +133,10 @@ def test_loss_table_averages_each_window_by_hand(tmp_path):
       '| 1-200 | 2.0000 | 0.5000 |', '| 201-300 | 5.0000 | 0.2500 |']
   assert report.loss_table(series, 200, names=['reward', 'absent']).splitlines()[0] == (
       '| updates | reward |')
+
+
+def test_crossing_table_by_hand():
+  curves = {'crar': {3: (np.array([5000, 10000, 15000]),
+                         np.array([[-4.9, -3.5, -2.0], [-4.9, -4.8, -4.7]]), np.array([0, 2]))}}
+  table = report.crossing_table(curves, -3.75, 'the random policy')
+  assert '| crar | 3 | seed 0: 10000, seed 2: - | 15000 |' in table
