@@ -96,3 +96,31 @@ def test_long_crar_run_config():
   assert gin.query_parameter('ensure_dataset.num_transitions') == 200_000
   assert (gin.query_parameter('train.epochs') * gin.query_parameter('train.steps_per_epoch')
           >= 150_000)
+
+
+def _bound(run, name):
+  """The value `name` takes in `run` (its gin file plus the sweep's bindings)."""
+  command = run.command('bin/train')
+  cli.parse_gin([os.path.join(REPO, run.gin_file)], command[command.index('--gin_param') + 1:-2:2])
+  value = gin.query_parameter(name)
+  gin.clear_config()
+  return value
+
+
+def test_update_schemes_sweep_runs_the_scheme_each_name_says(monkeypatch, tmp_path):
+  monkeypatch.chdir(tmp_path)
+  runs = sweep_runs('update_schemes.gin')
+  assert len(runs) == 4
+  for name, run in runs.items():
+    expected = 'per_loss' if name.endswith('per_loss') else 'deer'
+    assert _bound(run, 'CrarAgent.update_scheme') == expected
+    assert _bound(run, 'train.epochs') * _bound(run, 'train.steps_per_epoch') == 40_000
+
+
+def test_crar_curves_sweeps_are_joint_60k_on_their_data_size(monkeypatch, tmp_path):
+  monkeypatch.chdir(tmp_path)
+  for sweep_file, size in (('crar_curves.gin', 100_000), ('crar_curves_2e5.gin', 200_000)):
+    (run,) = sweep_runs(sweep_file).values()
+    assert _bound(run, 'CrarAgent.update_scheme') == 'joint'
+    assert _bound(run, 'ensure_dataset.num_transitions') == size
+    assert _bound(run, 'train.epochs') * _bound(run, 'train.steps_per_epoch') == 60_000
