@@ -15,7 +15,10 @@ Checkpoints live only as long as root_dir does. To accumulate a sweep over sessi
 working space does not survive (a fresh checkout each time), give a `results_dir` that is
 kept (committed): every finished run's summaries (SUMMARY_FILES) are copied to
 results_dir/name/seed_s, and a run whose summaries are there counts as finished. bin/report
-reads results_dir like a root_dir.
+reads results_dir like a root_dir. While a run trains, its latest checkpoint and its
+evaluations so far are kept in results_dir/name/seed_s/unfinished (the latest only, about
+1.6 MB for CRAR; removed when the run finishes); a run whose root_dir has no checkpoint
+starts from there, so a session cut off loses at most one epoch of each run.
 """
 
 import ctypes
@@ -32,6 +35,20 @@ import gin
 FINISHED_FILE = 'finished'
 LOG_FILE = 'train.log'
 SUMMARY_FILES = ('evaluations.csv', 'operative_config.gin', FINISHED_FILE)
+UNFINISHED_DIR = 'unfinished'
+CHECKPOINT_DIR = 'checkpoints'
+
+
+def latest_checkpoint_files(directory: str) -> List[str]:
+  """The files of the latest checkpoint in `directory` (a CheckpointManager's), with the
+  `checkpoint` index first; [] if there is none."""
+  index = os.path.join(directory, 'checkpoint')
+  if not os.path.exists(index):
+    return []
+  with open(index) as stream:
+    prefix = stream.readline().split('"')[1]
+  files = [name for name in sorted(os.listdir(directory)) if name.startswith(prefix + '.')]
+  return ['checkpoint'] + files if files else []
 
 
 class Run(NamedTuple):
@@ -60,6 +77,40 @@ class Run(NamedTuple):
       os.makedirs(self.results_dir, exist_ok=True)
       for name in SUMMARY_FILES:  # `finished` last: the copy is whole once it is there
         shutil.copyfile(os.path.join(self.root_dir, name), os.path.join(self.results_dir, name))
+      shutil.rmtree(os.path.join(self.results_dir, UNFINISHED_DIR), ignore_errors=True)
+
+  def keep_progress(self) -> bool:
+    """Copies the run's latest checkpoint and evaluations to results_dir/unfinished if they
+    are newer than the kept ones (the kept checkpoint is replaced, never accumulated).
+    Returns whether it copied."""
+    if not self.results_dir:
+      return False
+    source = os.path.join(self.root_dir, CHECKPOINT_DIR)
+    files = latest_checkpoint_files(source)
+    kept = os.path.join(self.results_dir, UNFINISHED_DIR)
+    if not files or files == latest_checkpoint_files(os.path.join(kept, CHECKPOINT_DIR)):
+      return False
+    # Built beside the kept copy, then swapped in: a kill midway leaves the old one whole.
+    staging = kept + '.partial'
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(os.path.join(staging, CHECKPOINT_DIR))
+    for name in files[1:] + files[:1]:
+      shutil.copyfile(os.path.join(source, name), os.path.join(staging, CHECKPOINT_DIR, name))
+    for name in ('evaluations.csv', 'operative_config.gin'):
+      if os.path.exists(os.path.join(self.root_dir, name)):
+        shutil.copyfile(os.path.join(self.root_dir, name), os.path.join(staging, name))
+    shutil.rmtree(kept, ignore_errors=True)
+    os.rename(staging, kept)
+    return True
+
+  def restore_progress(self) -> bool:
+    """Starts root_dir from the kept checkpoint if root_dir has none. Returns whether it did."""
+    kept = os.path.join(self.results_dir or '', UNFINISHED_DIR)
+    if (not self.results_dir or not latest_checkpoint_files(os.path.join(kept, CHECKPOINT_DIR))
+        or latest_checkpoint_files(os.path.join(self.root_dir, CHECKPOINT_DIR))):
+      return False
+    shutil.copytree(kept, self.root_dir, dirs_exist_ok=True)
+    return True
 
 
 @gin.configurable
@@ -99,6 +150,9 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
           print(f'skipped {run.name} seed {run.seed}: finished elsewhere', flush=True)
           continue
         os.makedirs(run.root_dir, exist_ok=True)
+        if run.restore_progress():
+          print(f'{run.name} seed {run.seed}: starting from the checkpoint kept in '
+                f'{run.results_dir}', flush=True)
         with open(os.path.join(run.root_dir, LOG_FILE), 'a') as log:
           active[run] = subprocess.Popen(run.command(train_binary), stdout=log,
                                          stderr=subprocess.STDOUT,
@@ -106,6 +160,7 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
         print(f'started {run.name} seed {run.seed}', flush=True)
       for run, process in list(active.items()):
         if process.poll() is None:
+          run.keep_progress()
           continue
         del active[run]
         if process.returncode == 0:

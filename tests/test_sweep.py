@@ -151,3 +151,61 @@ def test_parallel_below_one_is_a_clear_error(tmp_path):
   assert result.returncode == 1
   assert '--parallel must be at least 1, got 0' in result.stderr
   assert not (tmp_path / 'sweep').exists()
+
+
+def write_checkpoint(directory, step):
+  """What a CheckpointManager leaves: the index file naming the latest, and its files."""
+  os.makedirs(directory, exist_ok=True)
+  for suffix in ('.index', '.data-00000-of-00001'):
+    (directory / f'ckpt-{step}{suffix}').write_text(f'{step}{suffix}')
+  (directory / 'checkpoint').write_text(f'model_checkpoint_path: "ckpt-{step}"\n'
+                                        f'all_model_checkpoint_paths: "ckpt-{step}"\n')
+
+
+def test_unfinished_run_keeps_only_its_latest_checkpoint_and_a_new_session_resumes_it(tmp_path):
+  results = tmp_path / 'kept'
+  (run,) = sweep.experiment(str(tmp_path / 'session1'), configs={'a': 'a.gin'}, seeds=[0],
+                            results_dir=str(results))
+  root = tmp_path / 'session1' / 'a' / 'seed_0'
+  assert not run.keep_progress()  # nothing to keep yet
+  write_checkpoint(root / 'checkpoints', 5)
+  (root / 'evaluations.csv').write_text('step,depth\n5,0\n')
+  assert run.keep_progress() and not run.keep_progress()  # the second call: nothing new
+  write_checkpoint(root / 'checkpoints', 10)
+  assert run.keep_progress()
+  kept = results / 'a' / 'seed_0' / 'unfinished'
+  assert sorted(os.listdir(kept / 'checkpoints')) == [
+      'checkpoint', 'ckpt-10.data-00000-of-00001', 'ckpt-10.index']
+  assert not run.finished
+  # A later session starts from the kept checkpoint, not from scratch.
+  (later,) = sweep.experiment(str(tmp_path / 'session2'), configs={'a': 'a.gin'}, seeds=[0],
+                              results_dir=str(results))
+  assert later.restore_progress()
+  new_root = tmp_path / 'session2' / 'a' / 'seed_0'
+  assert (new_root / 'checkpoints' / 'ckpt-10.index').read_text() == '10.index'
+  assert (new_root / 'evaluations.csv').read_text() == 'step,depth\n5,0\n'
+  assert not later.restore_progress()  # root_dir has its own checkpoint now
+  # Once the run finishes, the kept checkpoint goes.
+  (new_root / 'operative_config.gin').write_text('')
+  later.mark_finished()
+  assert not kept.exists() and later.finished
+
+
+def test_sweep_keeps_the_checkpoint_of_a_training_run(tmp_path):
+  fake = tmp_path / 'fake_train.py'
+  fake.write_text(f"""
+import os, sys, time
+root = sys.argv[sys.argv.index('--root_dir') + 1]
+checkpoints = os.path.join(root, 'checkpoints')
+os.makedirs(checkpoints, exist_ok=True)
+for name in ('ckpt-3.index', 'ckpt-3.data-00000-of-00001'):
+  open(os.path.join(checkpoints, name), 'w').write(name)
+open(os.path.join(checkpoints, 'checkpoint'), 'w').write('model_checkpoint_path: "ckpt-3"')
+time.sleep(1.0)
+sys.exit(1)  # killed before the end: unfinished
+""")
+  runs = sweep.experiment(str(tmp_path / 'root'), configs={'a': 'a.gin'}, seeds=[0],
+                          results_dir=str(tmp_path / 'kept'))
+  assert sweep.run_all(runs, str(fake), poll_seconds=0.05) == runs
+  assert (tmp_path / 'kept' / 'a' / 'seed_0' / 'unfinished' / 'checkpoints' /
+          'ckpt-3.index').exists()
