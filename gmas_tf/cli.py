@@ -4,13 +4,27 @@ import os
 import sys
 from typing import Sequence
 
+# A clean console for the entry points: TensorFlow's C++ banner, gym's deprecation notice
+# (gym comes with TF-Agents; nothing here uses it) and the library-internal warnings of
+# TensorFlow, TF-Agents and Keras (deprecations, SavedModel export chatter) are silenced
+# where they are raised. Errors still show; ours are Python exceptions.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # before TensorFlow is imported
+try:
+  import gym_notices.notices  # noqa: E402  gym prints the notice found here on import
+  gym_notices.notices.notices.clear()
+except ImportError:
+  pass
 
 from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 import gin  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from gmas_tf import data  # noqa: E402
 from gmas_tf import train  # noqa: E402
+
+tf.get_logger().setLevel('ERROR')
+logging.set_verbosity(logging.ERROR)
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

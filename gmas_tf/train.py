@@ -18,7 +18,6 @@ import os
 import time
 from typing import Dict, Optional, Sequence
 
-from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
@@ -89,7 +88,7 @@ def ensure_dataset(directory: Optional[str] = None, num_transitions: int = 100_0
   """Collects the configured dataset unless it is already on disk; returns its directory."""
   directory = directory or dataset_directory(num_transitions=num_transitions, seed=seed)
   if not os.path.exists(os.path.join(directory, data.METADATA_FILE)):
-    logging.info('Collecting %d transitions into %s', num_transitions, directory)
+    print(f'collecting {num_transitions} transitions into {directory}', flush=True)
     env = maze.MazeEnvironment(seed=seed)
     arrays, hashes = data.collect(env, num_transitions, seed)
     try:
@@ -263,7 +262,7 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
   acts = {d: greedy_act(p) for d, p in policies.items()}
   _write_operative_config(root_dir)
   total_steps = epochs * steps_per_epoch
-  latest, latest_own = {}, {}
+  latest, latest_own, latest_noisy, optimal = {}, {}, {}, float('nan')
 
   for epoch in range(start_step // steps_per_epoch, epochs):
     epoch_start, window_start, window_step = time.time(), time.time(), epoch * steps_per_epoch
@@ -298,6 +297,7 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
       own = (training_maze_score(act, metadata, train_mazes) if train_mazes
              else dict(score=float('nan'), keys_collected=float('nan')))
       latest[depth], latest_own[depth] = round(held['score'], 2), round(own['score'], 2)
+      latest_noisy[depth], optimal = round(noisy['score'], 2), held['optimal']
       csv_log.append(dict(
           epoch=epoch + 1, step=step, depth=depth, deer_score=deer['score'],
           deer_episodes=deer['episodes'], held_out_score=held['score'],
@@ -331,4 +331,11 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
   for depth, policy in policies.items():
     policy_saver.PolicySaver(policy, batch_size=None).save(
         os.path.join(root_dir, 'policies', f'depth_{depth}'))
+  if latest:
+    print(f'done after {total_steps} updates: held-out score by planning depth {latest} '
+          f'greedy, {latest_noisy} with epsilon {held_out_epsilon} (random policy '
+          f'{random_reference["score"]:.2f}, optimal tour {optimal:.2f}); policies in '
+          f'{os.path.join(root_dir, "policies")}/depth_D; watch one with bin/evaluate '
+          f'--policy_dir {os.path.join(root_dir, "policies", f"depth_{max(latest)}")} '
+          f'--render_dir {os.path.join(root_dir, "gifs")}', flush=True)
   return root_dir

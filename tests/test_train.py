@@ -56,7 +56,12 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   result = run_train(tmp_path / 'run', data_root)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'epoch 2/2 step 8' in result.stdout and 'steps/s' in result.stdout
+  assert 'done after 8 updates: held-out score by planning depth' in result.stdout
+  # A clean console: our lines only, no banner, gym notice or library warnings.
+  for noise in ('Gym has been unmaintained', 'WARNING', 'deprecat', 'oneDNN', 'I1', 'W1'):
+    assert noise not in result.stdout + result.stderr, noise
   rows = read_csv(tmp_path / 'run')
+  assert all(-5.0 - 1e-4 <= float(r['held_out_epsilon_score']) <= 3.0 for r in rows)
   assert [(r['epoch'], r['depth']) for r in rows] == [('1', '0'), ('1', '1'), ('2', '0'),
                                                        ('2', '1')]
   assert all(-5.0 - 1e-4 <= float(r['held_out_score']) <= float(r['optimal_held_out_score'])
