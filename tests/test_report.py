@@ -60,8 +60,9 @@ def test_depth_table_by_hand(sweep_dir):
   # gmas finals -1, -2 against -4, -3: every pair is won.
   assert rows['gmas_cosine_d1'][1] == '-1.50'
   assert rows['gmas_cosine_d1'][5] == '1.00'
-  # Paired by seed: -1 - (-4) = +3 and -2 - (-3) = +1; the bootstrap means lie in {1, 2, 3}.
-  assert rows['gmas_cosine_d1'][6] == '+2.00 [+1.00, +3.00] (2)'
+  # Paired by seed: -1 - (-4) = +3 and -2 - (-3) = +1: mean 2, sd sqrt(2), t(0.975, 1 df)
+  # = 12.706 so 2 -/+ 12.71; sign flips of (3, 1) give |mean| 2, 1, 1, 2: p = 2/4.
+  assert rows['gmas_cosine_d1'][6] == '+2.00 [-10.71, +14.71] p=0.50 (2)'
   assert rows['crar'][5:] == ['', '']
   assert 'at step 200' in table
 
@@ -76,7 +77,7 @@ def test_paired_difference_matches_seeds_not_positions(tmp_path):
   assert curves['crar'][0][2].tolist() == [2, 10]
   np.testing.assert_allclose(curves['crar'][0][1], [[-4], [-3]])
   table = report.depth_table(curves, 0, repetitions=50)
-  assert '| +2.00 [+2.00, +2.00] (1) |' in table  # -1 - (-3) on seed 10
+  assert '| +2.00 [+nan, +nan] p=1.00 (1) |' in table  # -1 - (-3) on seed 10 alone
   write_run(root, 'l2', 7, [(100, -1.0)])
   assert 'no shared seeds' in report.depth_table(report.load_curves(root), 0, repetitions=50)
 

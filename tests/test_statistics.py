@@ -50,3 +50,19 @@ def test_bootstrap_is_stratified_by_task():
   # resampling whole pooled values would not.
   scores = np.stack([np.zeros(6), np.full(6, 10.0)], axis=1)
   assert statistics.stratified_bootstrap_ci(scores, np.mean) == (5.0, 5.0)
+
+
+def test_paired_t_interval_by_hand():
+  # d = (1, 2, 3): mean 2, sd 1, t_{0.975, 2} = 4.302653
+  mean, low, high = statistics.paired_t_interval([1.0, 2.0, 3.0])
+  assert mean == 2.0
+  assert (low, high) == pytest.approx((2 - 4.302653 / np.sqrt(3), 2 + 4.302653 / np.sqrt(3)),
+                                      rel=1e-6)
+  assert np.isnan(statistics.paired_t_interval([1.0])[1])
+
+
+def test_sign_flip_p_value_by_hand():
+  # Three positive differences: only the all-plus and all-minus flips reach |mean| = 2.
+  assert statistics.sign_flip_p_value([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
+  # (1, -1): every flip has |mean| >= 0.
+  assert statistics.sign_flip_p_value([1.0, -1.0]) == 1.0
