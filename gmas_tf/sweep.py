@@ -126,19 +126,82 @@ def experiment(root_dir: str, configs: Dict[str, str] = gin.REQUIRED,
           for seed in seeds for name, gin_file in configs.items()]
 
 
+BACKENDS = ('local', 'ray')
+
+
 def _die_with_parent():
-  """In the child: receive SIGTERM when the sweep dies, even by SIGKILL (Linux)."""
+  """In the child: receive SIGTERM when its parent dies, even by SIGKILL (Linux)."""
   ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def train_process(command: Sequence[str], log_path: str) -> subprocess.Popen:
+  """Starts one `bin/train` process, its output appended to log_path."""
+  with open(log_path, 'a') as log:
+    return subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=_die_with_parent)
+
+
+def _train_and_wait(command: Sequence[str], log_path: str) -> int:
+  """A Ray task's body: one `bin/train` process, to its end; returns its exit code."""
+  return train_process(command, log_path).wait()
+
+
+class _LocalRun:
+  """A run trained by a child process of the sweep."""
+
+  def __init__(self, command, log_path):
+    self._process = train_process(command, log_path)
+
+  def exit_code(self) -> Optional[int]:
+    return self._process.poll()
+
+  def stop(self):
+    self._process.terminate()
+    self._process.wait()
+
+
+class _RayRun:
+  """A run trained by a Ray task: on this machine's Ray instance or a cluster's. On a
+  cluster, every node needs this checkout at the same path and root_dir on shared storage."""
+
+  def __init__(self, command, log_path):
+    import ray  # pylint: disable=import-outside-toplevel  (an optional extra)
+    self._ray = ray
+    self._ref = ray.remote(num_cpus=1)(_train_and_wait).remote(command, log_path)
+
+  def exit_code(self) -> Optional[int]:
+    ready, _ = self._ray.wait([self._ref], timeout=0)
+    return self._ray.get(self._ref) if ready else None
+
+  def stop(self):
+    # The worker is killed; its trainer gets SIGTERM through PR_SET_PDEATHSIG.
+    self._ray.cancel(self._ref, force=True)
+
+
+def start_ray(address: Optional[str], parallel: int) -> None:
+  """Connects to the Ray cluster at `address`, or starts a local instance of `parallel`
+  CPUs (each run takes one)."""
+  try:
+    import ray  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise RuntimeError("The ray backend needs Ray: pip install -e '.[ray]'.") from None
+  if address:
+    ray.init(address=address, log_to_driver=False)
+  else:
+    ray.init(num_cpus=parallel, include_dashboard=False, log_to_driver=False)
+
+
 def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
-            poll_seconds: float = 2.0) -> List[Run]:
+            poll_seconds: float = 2.0, backend: str = 'local') -> List[Run]:
   """Runs the unfinished runs, `parallel` at a time. Returns the runs that failed.
 
-  A run is looked at again when its turn comes: one found finished then is skipped.
-
-  If this process is interrupted or killed, its children stop too; their checkpoints stay.
+  backend 'local' trains each run in a child process; 'ray' in a Ray task (call start_ray
+  first). A run is looked at again when its turn comes: one found finished then is skipped.
+  If this process is interrupted or killed, its runs stop too; their checkpoints stay.
   """
+  if backend not in BACKENDS:
+    raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}.')
+  start = _LocalRun if backend == 'local' else _RayRun
   pending = [r for r in runs if not r.finished]
   print(f'{len(runs) - len(pending)} of {len(runs)} runs already finished', flush=True)
   active, failed = {}, []
@@ -153,27 +216,23 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
         if run.restore_progress():
           print(f'{run.name} seed {run.seed}: starting from the checkpoint kept in '
                 f'{run.results_dir}', flush=True)
-        with open(os.path.join(run.root_dir, LOG_FILE), 'a') as log:
-          active[run] = subprocess.Popen(run.command(train_binary), stdout=log,
-                                         stderr=subprocess.STDOUT,
-                                         preexec_fn=_die_with_parent)
+        active[run] = start(run.command(train_binary), os.path.join(run.root_dir, LOG_FILE))
         print(f'started {run.name} seed {run.seed}', flush=True)
-      for run, process in list(active.items()):
-        if process.poll() is None:
+      for run, job in list(active.items()):
+        exit_code = job.exit_code()
+        if exit_code is None:
           run.keep_progress()
           continue
         del active[run]
-        if process.returncode == 0:
+        if exit_code == 0:
           run.mark_finished()
           print(f'finished {run.name} seed {run.seed}', flush=True)
         else:
           failed.append(run)
-          print(f'FAILED {run.name} seed {run.seed} (exit {process.returncode}); see '
+          print(f'FAILED {run.name} seed {run.seed} (exit {exit_code}); see '
                 f'{os.path.join(run.root_dir, LOG_FILE)}', flush=True)
       time.sleep(poll_seconds if active else 0)
   finally:
-    for process in active.values():
-      process.terminate()
-    for process in active.values():
-      process.wait()
+    for job in active.values():
+      job.stop()
   return failed

@@ -209,3 +209,25 @@ sys.exit(1)  # killed before the end: unfinished
   assert sweep.run_all(runs, str(fake), poll_seconds=0.05) == runs
   assert (tmp_path / 'kept' / 'a' / 'seed_0' / 'unfinished' / 'checkpoints' /
           'ckpt-3.index').exists()
+
+
+def test_ray_backend_runs_a_two_run_sweep_and_a_rerun_skips_it(tmp_path):
+  import ray  # pylint: disable=import-outside-toplevel  (the test extra installs it)
+  fake = tmp_path / 'fake_train.py'
+  fake.write_text(FAKE_TRAIN)
+  runs = sweep.experiment(str(tmp_path / 'root'), configs={'a': 'a.gin'}, seeds=[0, 1],
+                          results_dir=str(tmp_path / 'kept'))
+  sweep.start_ray(None, parallel=2)
+  try:
+    assert sweep.run_all(runs, str(fake), parallel=2, poll_seconds=0.05,
+                         backend='ray') == []
+    assert all(r.finished for r in runs)
+    for seed in (0, 1):
+      assert f'train.seed = {seed}' in (tmp_path / 'kept' / 'a' / f'seed_{seed}' /
+                                        'operative_config.gin').read_text()
+    again = sweep.experiment(str(tmp_path / 'root2'), configs={'a': 'a.gin'}, seeds=[0, 1],
+                             results_dir=str(tmp_path / 'kept'))
+    assert sweep.run_all(again, str(fake), parallel=2, backend='ray') == []
+    assert not (tmp_path / 'root2').exists()  # both skipped
+  finally:
+    ray.shutdown()
