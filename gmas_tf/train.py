@@ -220,122 +220,166 @@ def _write_operative_config(root_dir):
 
 def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, log_interval,
            summary_interval, deterministic, strategy, train_mazes, held_out_epsilon):
-  if deterministic:
-    tf.config.experimental.enable_op_determinism()
-  tf.keras.utils.set_random_seed(seed)
-  dataset_dir = ensure_dataset()
-  env = maze.MazeEnvironment()
-  arrays, metadata = data.load(dataset_dir, env)
-  buffer = data.make_replay_buffer(arrays)
-  tf_env = tf_py_environment.TFPyEnvironment(env)
-  with strategy.scope():
-    agent = agent_class(tf_env.time_step_spec(), tf_env.action_spec())
-    agent.initialize()
+  runner = _Runner(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed,
+                   log_interval, summary_interval, deterministic, strategy, train_mazes,
+                   held_out_epsilon)
+  for epoch in range(runner.start_step // steps_per_epoch, epochs):
+    speed = runner.run_train_phase(epoch)
+    runner.run_eval_phase(epoch, speed)
+    runner.checkpoint()
+  runner.export()
+  return root_dir
 
-  checkpoint = tf.train.Checkpoint(
-      agent=agent, optimizers=agent.optimizers,
-      optimizer_format=tf.Variable(optimizers.FORMAT, trainable=False))
-  manager = tf.train.CheckpointManager(checkpoint, os.path.join(root_dir, 'checkpoints'),
-                                       max_to_keep=3)
-  if manager.latest_checkpoint:
-    check_optimizer_format(manager.latest_checkpoint)
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-  start_step = int(agent.train_step_counter.numpy())
-  if start_step:
-    print(f'resuming from step {start_step} ({manager.latest_checkpoint})', flush=True)
-  if start_step % steps_per_epoch:
-    raise TrainingError(f'The checkpoint in {root_dir} is at step {start_step}, not at an '
-                        f'epoch boundary of {steps_per_epoch} steps; use the same config.')
-  # Sampling is seeded by (seed, step), so a resumed run is reproducible too.
-  tf.random.set_seed(seed * 1_000_003 + start_step)
-  iterator = iter(strategy.experimental_distribute_dataset(
-      data.make_dataset(buffer, env.sprites, key_arrays=data.key_transitions(arrays))))
-  train_step = distributed_train_step(agent, strategy)
-  train_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
-  eval_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'eval'))
-  csv_log = _CsvLog(os.path.join(root_dir, 'evaluations.csv'), start_step)
-  excluded = set(metadata['maze_hashes'])
-  random_reference = evaluation.held_out_score(
-      evaluation.random_act(np.random.default_rng(seed)), excluded_hashes=excluded)
-  probe = diagnostics.probe_transitions(arrays, env.sprites, seed=seed)
-  policies = {d: agent.policy.with_depth(d) for d in eval_depths}
-  acts = {d: greedy_act(p) for d, p in policies.items()}
-  _write_operative_config(root_dir)
-  total_steps = epochs * steps_per_epoch
-  latest, latest_own, latest_noisy, optimal = {}, {}, {}, float('nan')
 
-  for epoch in range(start_step // steps_per_epoch, epochs):
-    epoch_start, window_start, window_step = time.time(), time.time(), epoch * steps_per_epoch
-    with train_writer.as_default(), tf.summary.record_if(
-        lambda: agent.train_step_counter % summary_interval == 0):
-      for _ in range(steps_per_epoch):
-        loss_info = train_step(next(iterator))
+class _Runner:
+  """One training run, read as Dopamine's Runner: setup (data, agent, checkpoint, the
+  evaluation's fixtures), then per epoch a train phase, an evaluation phase and a
+  checkpoint; the policies are exported at the end."""
+
+  def __init__(self, root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed,
+               log_interval, summary_interval, deterministic, strategy, train_mazes,
+               held_out_epsilon):
+    self._root_dir = root_dir
+    self._epochs, self._steps_per_epoch = epochs, steps_per_epoch
+    self._seed, self._log_interval, self._summary_interval = seed, log_interval, summary_interval
+    self._train_mazes, self._held_out_epsilon = train_mazes, held_out_epsilon
+    self._total_steps = epochs * steps_per_epoch
+    if deterministic:
+      tf.config.experimental.enable_op_determinism()
+    tf.keras.utils.set_random_seed(seed)
+    env = maze.MazeEnvironment()
+    self._arrays, self._metadata = data.load(ensure_dataset(), env)
+    tf_env = tf_py_environment.TFPyEnvironment(env)
+    with strategy.scope():
+      self._agent = agent_class(tf_env.time_step_spec(), tf_env.action_spec())
+      self._agent.initialize()
+    self.start_step = self._restore_checkpoint()
+    # Sampling is seeded by (seed, step), so a resumed run is reproducible too.
+    tf.random.set_seed(seed * 1_000_003 + self.start_step)
+    buffer = data.make_replay_buffer(self._arrays)
+    self._iterator = iter(strategy.experimental_distribute_dataset(data.make_dataset(
+        buffer, env.sprites, key_arrays=data.key_transitions(self._arrays))))
+    self._train_step = distributed_train_step(self._agent, strategy)
+    self._train_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
+    self._eval_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'eval'))
+    self._csv_log = _CsvLog(os.path.join(root_dir, 'evaluations.csv'), self.start_step)
+    self._excluded = set(self._metadata['maze_hashes'])
+    self._random = evaluation.held_out_score(
+        evaluation.random_act(np.random.default_rng(seed)), excluded_hashes=self._excluded)
+    self._probe = diagnostics.probe_transitions(self._arrays, env.sprites, seed=seed)
+    self._policies = {d: self._agent.policy.with_depth(d) for d in eval_depths}
+    self._acts = {d: greedy_act(p) for d, p in self._policies.items()}
+    self._latest = {}  # depth -> (greedy score, epsilon score, score on the data's mazes)
+    self._optimal = float('nan')
+    _write_operative_config(root_dir)
+
+  def _restore_checkpoint(self) -> int:
+    self._checkpoint = tf.train.Checkpoint(
+        agent=self._agent, optimizers=self._agent.optimizers,
+        optimizer_format=tf.Variable(optimizers.FORMAT, trainable=False))
+    self._manager = tf.train.CheckpointManager(
+        self._checkpoint, os.path.join(self._root_dir, 'checkpoints'), max_to_keep=3)
+    latest = self._manager.latest_checkpoint
+    if latest:
+      check_optimizer_format(latest)
+      self._checkpoint.restore(latest).assert_existing_objects_matched()
+    start_step = int(self._agent.train_step_counter.numpy())
+    if start_step:
+      print(f'resuming from step {start_step} ({latest})', flush=True)
+    if start_step % self._steps_per_epoch:
+      raise TrainingError(f'The checkpoint in {self._root_dir} is at step {start_step}, not '
+                          f'at an epoch boundary of {self._steps_per_epoch} steps; use the '
+                          'same config.')
+    return start_step
+
+  def _scores(self, column: int) -> Dict[int, float]:
+    return {depth: scores[column] for depth, scores in self._latest.items()}
+
+  def run_train_phase(self, epoch: int) -> float:
+    """steps_per_epoch updates with progress lines; returns updates per second."""
+    agent = self._agent
+    epoch_start, window_start = time.time(), time.time()
+    window_step = epoch * self._steps_per_epoch
+    with self._train_writer.as_default(), tf.summary.record_if(
+        lambda: agent.train_step_counter % self._summary_interval == 0):
+      for _ in range(self._steps_per_epoch):
+        loss_info = self._train_step(next(self._iterator))
         step = int(agent.train_step_counter.numpy())
         if not math.isfinite(float(loss_info.loss)):
           bad = [k for k, v in loss_info.extra.items() if not math.isfinite(float(v))]
           raise TrainingError(
               f'The loss became {float(loss_info.loss)} at step {step} (in {bad}); training '
-              f'stopped and the last good checkpoint ({manager.latest_checkpoint}) is kept.')
-        if step % log_interval == 0:
+              f'stopped and the last good checkpoint ({self._manager.latest_checkpoint}) is '
+              'kept.')
+        if step % self._log_interval == 0:
           speed = (step - window_step) / (time.time() - window_start)
           tf.summary.scalar('charts/steps_per_second', speed, step=step)
-          eta = (total_steps - step) / max(speed, 1e-9)
-          print(f'step {step}/{total_steps}  {speed:.1f} steps/s  ETA {eta / 60:.1f} min  '
-                f'loss {float(loss_info.loss):.4f}  latest held-out {latest}', flush=True)
+          eta = (self._total_steps - step) / max(speed, 1e-9)
+          print(f'step {step}/{self._total_steps}  {speed:.1f} steps/s  ETA {eta / 60:.1f} '
+                f'min  loss {float(loss_info.loss):.4f}  latest held-out {self._scores(0)}',
+                flush=True)
           window_start, window_step = time.time(), step
-    speed = steps_per_epoch / (time.time() - epoch_start)
-    eval_start = time.time()
-    model_fit = diagnostics.model_probe(agent, probe)
-    with eval_writer.as_default():
-      for name, value in model_fit.items():
-        tf.summary.scalar(f'probe/{name[len("probe_"):]}', value, step=step)
-    for depth, act in acts.items():
-      deer = evaluation.deer_score(act, seed=seed * 10_000 + epoch)
-      held = evaluation.held_out_score(act, epsilon=0.0, excluded_hashes=excluded)
-      noisy = evaluation.held_out_score(act, epsilon=held_out_epsilon,
-                                        excluded_hashes=excluded)
-      own = (training_maze_score(act, metadata, train_mazes) if train_mazes
+    return self._steps_per_epoch / (time.time() - epoch_start)
+
+  def run_eval_phase(self, epoch: int, speed: float) -> None:
+    """The model probe, then every evaluation depth: deer's score, the held-out mazes
+    greedily and with epsilon, the data's own mazes; to the CSV and TensorBoard."""
+    eval_start, step = time.time(), int(self._agent.train_step_counter.numpy())
+    model_fit = diagnostics.model_probe(self._agent, self._probe)
+    scalars = {f'probe/{name[len("probe_"):]}': v for name, v in model_fit.items()}
+    scalars['eval/random_held_out_score'] = self._random['score']
+    for depth, act in self._acts.items():
+      deer = evaluation.deer_score(act, seed=self._seed * 10_000 + epoch)
+      held = evaluation.held_out_score(act, epsilon=0.0, excluded_hashes=self._excluded)
+      noisy = evaluation.held_out_score(act, epsilon=self._held_out_epsilon,
+                                        excluded_hashes=self._excluded)
+      own = (training_maze_score(act, self._metadata, self._train_mazes) if self._train_mazes
              else dict(score=float('nan'), keys_collected=float('nan')))
-      latest[depth], latest_own[depth] = round(held['score'], 2), round(own['score'], 2)
-      latest_noisy[depth], optimal = round(noisy['score'], 2), held['optimal']
-      csv_log.append(dict(
+      self._latest[depth] = tuple(round(r['score'], 2) for r in (held, noisy, own))
+      self._optimal = held['optimal']
+      self._csv_log.append(dict(
           epoch=epoch + 1, step=step, depth=depth, deer_score=deer['score'],
           deer_episodes=deer['episodes'], held_out_score=held['score'],
           held_out_sem=held['score_sem'], held_out_normalized=held['normalized'],
           held_out_epsilon_score=noisy['score'], held_out_epsilon_sem=noisy['score_sem'],
           held_out_epsilon_normalized=noisy['normalized'],
-          random_held_out_score=random_reference['score'],
+          random_held_out_score=self._random['score'],
           optimal_held_out_score=held['optimal'], held_out_keys=held['keys_collected'],
           held_out_wall_bumps=held['wall_bump_fraction'],
           held_out_cells_visited=held['cells_visited'], train_maze_score=own['score'],
           train_maze_keys=own['keys_collected'], steps_per_second=speed, **model_fit))
-      with eval_writer.as_default():
-        tf.summary.scalar(f'eval/deer_score_depth_{depth}', deer['score'], step=step)
-        tf.summary.scalar(f'eval/held_out_score_depth_{depth}', held['score'], step=step)
-        tf.summary.scalar(f'eval/held_out_normalized_depth_{depth}', held['normalized'],
-                          step=step)
-        tf.summary.scalar(f'eval/held_out_epsilon_score_depth_{depth}', noisy['score'],
-                          step=step)
-        if train_mazes:
-          tf.summary.scalar(f'eval/train_maze_score_depth_{depth}', own['score'], step=step)
-        tf.summary.scalar('eval/random_held_out_score', random_reference['score'], step=step)
-    manager.save(checkpoint_number=step)
+      scalars.update({f'eval/deer_score_depth_{depth}': deer['score'],
+                      f'eval/held_out_score_depth_{depth}': held['score'],
+                      f'eval/held_out_normalized_depth_{depth}': held['normalized'],
+                      f'eval/held_out_epsilon_score_depth_{depth}': noisy['score']})
+      if self._train_mazes:
+        scalars[f'eval/train_maze_score_depth_{depth}'] = own['score']
+    with self._eval_writer.as_default():
+      for name, value in scalars.items():
+        tf.summary.scalar(name, value, step=step)
+    own_text = (f', on the data\'s own mazes {self._scores(2)}' if self._train_mazes
+                else '')
+    print(f'epoch {epoch + 1}/{self._epochs} step {step}: held-out score by depth '
+          f'{self._scores(0)} (random {self._random["score"]:.2f}){own_text}; '
+          f'{speed:.1f} steps/s; evaluation took {time.time() - eval_start:.0f} s',
+          flush=True)
+
+  def checkpoint(self) -> None:
+    self._manager.save(checkpoint_number=int(self._agent.train_step_counter.numpy()))
     # Gin records a binding once its function has run: rewritten after every epoch, the
     # file holds the dataset's and the evaluations' settings too.
-    _write_operative_config(root_dir)
-    own_text = f', on the data\'s own mazes {latest_own}' if train_mazes else ''
-    print(f'epoch {epoch + 1}/{epochs} step {step}: held-out score by depth {latest} '
-          f'(random {random_reference["score"]:.2f}){own_text}; {speed:.1f} steps/s; '
-          f'evaluation took {time.time() - eval_start:.0f} s', flush=True)
+    _write_operative_config(self._root_dir)
 
-  for depth, policy in policies.items():
-    policy_saver.PolicySaver(policy, batch_size=None).save(
-        os.path.join(root_dir, 'policies', f'depth_{depth}'))
-  if latest:
-    print(f'done after {total_steps} updates: held-out score by planning depth {latest} '
-          f'greedy, {latest_noisy} with epsilon {held_out_epsilon} (random policy '
-          f'{random_reference["score"]:.2f}, optimal tour {optimal:.2f}); policies in '
-          f'{os.path.join(root_dir, "policies")}/depth_D; watch one with bin/evaluate '
-          f'--policy_dir {os.path.join(root_dir, "policies", f"depth_{max(latest)}")} '
-          f'--render_dir {os.path.join(root_dir, "gifs")}', flush=True)
-  return root_dir
+  def export(self) -> None:
+    """SavedModels of the planning policy at every evaluation depth, and a closing line."""
+    policies_dir = os.path.join(self._root_dir, 'policies')
+    for depth, policy in self._policies.items():
+      policy_saver.PolicySaver(policy, batch_size=None).save(
+          os.path.join(policies_dir, f'depth_{depth}'))
+    if self._latest:
+      print(f'done after {self._total_steps} updates: held-out score by planning depth '
+            f'{self._scores(0)} greedy, {self._scores(1)} with epsilon '
+            f'{self._held_out_epsilon} (random policy {self._random["score"]:.2f}, optimal '
+            f'tour {self._optimal:.2f}); policies in {policies_dir}/depth_D; watch one with '
+            f'bin/evaluate --policy_dir {policies_dir}/depth_{max(self._latest)} '
+            f'--render_dir {os.path.join(self._root_dir, "gifs")}', flush=True)
