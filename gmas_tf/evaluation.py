@@ -10,14 +10,16 @@ planning policy, a SavedModel and the uniformly random policy all fit.
   (R - R_floor) / (R_optimal - R_floor), 0 for the floor and 1 for the optimal tour.
 """
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import gin
 import numpy as np
 
+from gmas_tf import render
 from gmas_tf.envs import maze
 
 Act = Callable[[np.ndarray], np.ndarray]
+HELD_OUT_SEED = 1_000_003  # the test mazes' seed; no dataset is collected with it
 
 
 def random_act(rng: np.random.Generator, num_actions: int = 4) -> Act:
@@ -55,7 +57,7 @@ def deer_score(act: Act, seed: int, num_steps: int = 200, epsilon: float = 0.1,
 
 
 @gin.configurable
-def held_out_score(act: Act, seed: int = 1_000_003, num_mazes: int = 500,
+def held_out_score(act: Act, seed: int = HELD_OUT_SEED, num_mazes: int = 500,
                    step_limit: int = 50, epsilon: float = 0.0,
                    excluded_hashes: Optional[set] = None) -> Dict[str, float]:
   """Plays each of `num_mazes` test mazes once, all environments stepped together.
@@ -105,3 +107,31 @@ def held_out_score(act: Act, seed: int = 1_000_003, num_mazes: int = 500,
               keys_collected=float(keys.mean()), wall_bump_fraction=bumps / steps,
               cells_visited=float(np.mean([len(v) for v in visited])),
               overlap_with_data=int(overlap))
+
+
+def episode_frames(act: Act, walls: np.ndarray, keys, step_limit: int = 50):
+  """One greedy episode in a given maze as RGB frames: the maze now, beside the maze as it
+  started with the cells visited so far tinted."""
+  env = maze.MazeEnvironment(step_limit=step_limit)
+  step = env.reset_to(walls, keys)
+  first, visited, frames = step.observation, [maze.START], []
+  while True:
+    frames.append(render.tile([env.render(), render.path_image(first, visited)]))
+    if step.is_last():
+      return frames
+    step = env.step(np.int32(act(step.observation[None])[0]))
+    visited.append(env.agent_cell)
+
+
+def save_episodes_gif(path: str, acts: Sequence[Act], mazes) -> None:
+  """A GIF of each act playing each maze, stacked: one row per act, one column per maze;
+  finished episodes hold their last frame."""
+  rows = [[episode_frames(act, *m) for m in mazes] for act in acts]
+  length = max(len(frames) for row in rows for frames in row)
+  held = lambda frames, t: frames[min(t, len(frames) - 1)]
+  pictures = []
+  for t in range(length):
+    lines = [render.tile([held(frames, t) for frames in row]) for row in rows]
+    gap = np.full((8, lines[0].shape[1], 3), 255, np.uint8)
+    pictures.append(np.concatenate([p for line in lines for p in (line, gap)][:-1], axis=0))
+  render.save_gif(path, pictures)

@@ -377,9 +377,15 @@ class _Runner:
       policy_saver.PolicySaver(policy, batch_size=None).save(
           os.path.join(policies_dir, f'depth_{depth}'))
     if self._latest:
+      best = max(self._latest, key=lambda depth: self._latest[depth][0])
+      generator = maze.MazeEnvironment(seed=evaluation.HELD_OUT_SEED)
+      gif = os.path.join(self._root_dir, 'gifs', f'depth_{best}_and_random.gif')
+      os.makedirs(os.path.dirname(gif), exist_ok=True)
+      evaluation.save_episodes_gif(
+          gif, [self._acts[best], evaluation.random_act(np.random.default_rng(self._seed))],
+          [generator.draw_maze() for _ in range(3)])
       print(f'done after {self._total_steps} updates: held-out score by planning depth '
             f'{self._scores(0)} greedy, {self._scores(1)} with epsilon '
             f'{self._held_out_epsilon} (random policy {self._random["score"]:.2f}, optimal '
-            f'tour {self._optimal:.2f}); policies in {policies_dir}/depth_D; watch one with '
-            f'bin/evaluate --policy_dir {policies_dir}/depth_{max(self._latest)} '
-            f'--render_dir {os.path.join(self._root_dir, "gifs")}', flush=True)
+            f'tour {self._optimal:.2f}); policies in {policies_dir}/depth_D; depth {best} '
+            f'(top row) and the random policy on 3 held-out mazes: {gif}', flush=True)

@@ -57,6 +57,8 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'epoch 2/2 step 8' in result.stdout and 'steps/s' in result.stdout
   assert 'done after 8 updates: held-out score by planning depth' in result.stdout
+  (gif,) = glob.glob(str(tmp_path / 'run' / 'gifs' / 'depth_*_and_random.gif'))
+  assert gif in result.stdout
   # A clean console: our lines only, no banner, gym notice or library warnings.
   for noise in ('Gym has been unmaintained', 'WARNING', 'deprecat', 'oneDNN', 'I1', 'W1'):
     assert noise not in result.stdout + result.stderr, noise
