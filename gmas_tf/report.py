@@ -177,6 +177,36 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
   plt.close(fig)
 
 
+def performance_profiles(curves: Curves, output: str, xlabel: str = 'held-out score',
+                         reps: int = 500):
+  """rliable's performance profiles: per evaluation depth, the fraction of a method's
+  runs whose final score (at the common step) exceeds tau, with 95% bootstrap bands."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  from rliable import library, plot_utils  # pylint: disable=import-outside-toplevel
+
+  depths = sorted({d for by_depth in curves.values() for d in by_depth})
+  fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4), squeeze=False)
+  for ax, depth in zip(axes[0], depths):
+    step = common_step(curves, depth)
+    finals = {}
+    for method, by_depth in sorted(curves.items()):
+      if depth in by_depth:
+        steps, scores, _ = by_depth[depth]
+        finals[method] = scores[:, np.flatnonzero(steps <= step)[-1]][:, None]
+    values = np.concatenate([v.ravel() for v in finals.values()])
+    taus = np.linspace(values.min() - 0.05, values.max() + 0.05, 60)
+    profiles, bands = library.create_performance_profile(finals, taus, reps=reps)
+    plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=bands,
+                                         ax=ax, xlabel=xlabel, ylabel='fraction of runs > tau')
+    ax.set_title(f'evaluation depth {depth}, step {step}', fontsize=9)
+    ax.legend(ax.get_lines()[:len(finals)], list(finals), fontsize=6)
+  fig.tight_layout()
+  fig.savefig(output, dpi=110)
+  plt.close(fig)
+
+
 def read_losses(root_dir: str) -> Dict[str, tuple]:
   """{name: (steps, values)} of the Losses/* scalars a bin/train run wrote to root_dir/train."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only this needs it)

@@ -87,6 +87,7 @@ def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
   result = run_bin('report', '--root_dir', sweep_dir, '--output', output)
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(output + '.png') > 10_000
+  assert os.path.getsize(output + '_profiles.png') > 10_000
   with open(output + '.md') as stream:
     text = stream.read()
   assert text.count('Evaluation depth') == 2 and 'gmas_cosine_d1' in text
