@@ -49,10 +49,11 @@ def load_curves(root_dir: str, metric: str = 'held_out_score',
   return curves
 
 
-def random_reference(root_dir: str, seeds: Optional[Sequence[int]] = None) -> float:
-  """The random policy's held-out score recorded by the runs (the same mazes for all)."""
-  values = [scores.ravel() for by_depth in load_curves(root_dir, 'random_held_out_score',
-                                                       seeds).values()
+def random_reference(root_dir: str, seeds: Optional[Sequence[int]] = None,
+                     column: str = 'random_held_out_score') -> float:
+  """The random policy's held-out score recorded by the runs (the same mazes for all), or
+  another reference column of theirs (e.g. 'optimal_held_out_score', the optimal tour)."""
+  values = [scores.ravel() for by_depth in load_curves(root_dir, column, seeds).values()
             for _, scores, _ in by_depth.values()]
   return float(np.mean(np.concatenate(values))) if values else float('nan')
 
@@ -136,7 +137,8 @@ def _paired_cell(x, x_seeds, y, y_seeds, repetitions: int) -> str:
 
 
 def figure(curves: Curves, output: str, random_score: float, baseline: str = 'crar',
-           repetitions: int = 500, ylabel: str = 'held-out score'):
+           repetitions: int = 500, ylabel: str = 'held-out score',
+           optimal_score: float = float('nan')):
   """Rows: cosine and L2 GMAS (plus the baseline in each); columns: evaluation depths.
 
   Each curve is the mean over seeds with its 95% bootstrap band.
@@ -167,7 +169,10 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
         ax.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.2, color=line.get_color())
       if np.isfinite(random_score):
         ax.axhline(random_score, color='gray', linestyle=':', label='random policy')
-      ax.set_title(f'{kind}: evaluation depth {depth}', fontsize=9)
+      if np.isfinite(optimal_score):
+        ax.axhline(optimal_score, color='green', linestyle='--', label='optimal tour')
+      ax.set_title(f'{kind + ": " if kind != "all" else ""}evaluation depth {depth}',
+                   fontsize=9)
       ax.set_xlabel('train steps')
       if j == 0:
         ax.set_ylabel(ylabel)
