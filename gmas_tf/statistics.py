@@ -9,6 +9,7 @@ independently.
 """
 
 import itertools
+import warnings
 from typing import Callable, Tuple
 
 import numpy as np
@@ -37,9 +38,12 @@ def stratified_bootstrap_ci(scores: np.ndarray, statistic: Callable[[np.ndarray]
   scores = np.asarray(scores, np.float64)
   if scores.ndim == 1:
     scores = scores[:, None]
-  _, intervals = library.get_interval_estimates(
-      {'scores': scores}, lambda s: np.array([statistic(s)]), reps=repetitions,
-      confidence_interval_size=confidence, random_state=np.random.RandomState(seed))
+  with warnings.catch_warnings():
+    # arch deprecates the RandomState that rliable hands it; the draws are the same.
+    warnings.simplefilter('ignore', FutureWarning)
+    _, intervals = library.get_interval_estimates(
+        {'scores': scores}, lambda s: np.array([statistic(s)]), reps=repetitions,
+        confidence_interval_size=confidence, random_state=np.random.RandomState(seed))
   low, high = intervals['scores'][:, 0]
   return float(low), float(high)
 

@@ -22,7 +22,7 @@ def write_run(root, method, seed, scores_by_step, depths=(0, 3), random_score=-3
       for depth in depths:
         writer.writerow(dict(epoch=epoch, step=step, depth=depth, deer_score=score,
                              held_out_score=score + depth, held_out_sem=0.1,
-                             random_held_out_score=random_score))
+                             random_held_out_score=random_score, optimal_held_out_score=2.0))
 
 
 def run_bin(name, *args):
