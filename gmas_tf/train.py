@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from typing import Dict, Optional, Sequence
 
@@ -231,6 +232,18 @@ def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, lo
   return root_dir
 
 
+def _progress(line: Optional[str]) -> None:
+  """The progress line: rewritten in place on a terminal, one line per call in a file or
+  pipe. None ends it (on a terminal) before other output."""
+  if not sys.stdout.isatty():
+    if line is not None:
+      print(line, flush=True)
+  elif line is None:
+    print(flush=True)
+  else:
+    print(f'\r{line}\x1b[K', end='', flush=True)
+
+
 class _Runner:
   """One training run, read as Dopamine's Runner: setup (data, agent, checkpoint, the
   evaluation's fixtures), then per epoch a train phase, an evaluation phase and a
@@ -315,9 +328,9 @@ class _Runner:
           speed = (step - window_step) / (time.time() - window_start)
           tf.summary.scalar('charts/steps_per_second', speed, step=step)
           eta = (self._total_steps - step) / max(speed, 1e-9)
-          print(f'step {step}/{self._total_steps}  {speed:.1f} steps/s  ETA {eta / 60:.1f} '
-                f'min  loss {float(loss_info.loss):.4f}  latest held-out {self._scores(0)}',
-                flush=True)
+          _progress(f'step {step}/{self._total_steps}  {speed:.1f} steps/s  ETA '
+                    f'{eta / 60:.1f} min  loss {float(loss_info.loss):.4f}  latest held-out '
+                    f'{self._scores(0)}')
           window_start, window_step = time.time(), step
     return self._steps_per_epoch / (time.time() - epoch_start)
 
@@ -359,6 +372,7 @@ class _Runner:
         tf.summary.scalar(name, value, step=step)
     own_text = (f', on the data\'s own mazes {self._scores(2)}' if self._train_mazes
                 else '')
+    _progress(None)
     print(f'epoch {epoch + 1}/{self._epochs} step {step}: held-out score by depth '
           f'{self._scores(0)} (random {self._random["score"]:.2f}){own_text}; '
           f'{speed:.1f} steps/s; evaluation took {time.time() - eval_start:.0f} s',

@@ -212,3 +212,30 @@ def test_checkpoint_of_another_optimizer_is_refused_in_one_sentence(tmp_path):
   new = tf.train.Checkpoint(weights=variable, optimizer_format=tf.Variable(
       optimizers.FORMAT)).save(str(tmp_path / 'new' / 'ckpt'))
   train.check_optimizer_format(new)  # no error
+
+
+class _Terminal:
+  def __init__(self, tty):
+    self.text, self._tty = '', tty
+
+  def isatty(self):
+    return self._tty
+
+  def write(self, text):
+    self.text += text
+
+  def flush(self):
+    pass
+
+
+@pytest.mark.parametrize('tty', [True, False])
+def test_progress_line_updates_in_place_on_a_terminal_only(monkeypatch, tty):
+  out = _Terminal(tty)
+  monkeypatch.setattr(sys, 'stdout', out)
+  train._progress('step 200')  # pylint: disable=protected-access
+  train._progress('step 400')  # pylint: disable=protected-access
+  train._progress(None)  # pylint: disable=protected-access
+  if tty:
+    assert out.text == '\rstep 200\x1b[K\rstep 400\x1b[K\n'
+  else:
+    assert out.text == 'step 200\nstep 400\n'
