@@ -7,7 +7,7 @@ taken inside the caller's tape, so the update differentiates it again w.r.t. the
 network and, through x = e(s), the encoder.
 """
 
-from typing import Callable
+from typing import Callable, Optional
 
 import tensorflow as tf
 
@@ -21,19 +21,23 @@ def _flatten(t: tf.Tensor) -> tf.Tensor:
 
 
 def planner_slope(x: tf.Tensor, action: tf.Tensor, q_network, model: planning.WorldModel,
-                  depth: int, branching: int = 2, depth_discount: float = 1.0) -> tf.Tensor:
+                  depth: int, branching: int = 2, depth_discount: float = 1.0,
+                  sample_weights: Optional[tf.Tensor] = None) -> tf.Tensor:
   """Label: d Q_plan^D(x, a) / dx [B, n] (eq. 5), by autodiff along the best paths.
 
   The tree under (x, a) is grown without a tape only to find the path each Q^d follows;
   the tape then sees those D chains alone, which is all Algorithm 1 differentiates.
+  sample_weights [B, D + 1], if given, replace the depth weights sample by sample (an
+  adaptive training depth, `planning.adaptive_depth_weights`).
   """
   x = tf.stop_gradient(x)
   paths = planning.best_paths(x, action, q_network, model, depth, branching)
-  weights = planning.depth_weights(depth, depth_discount, x.dtype)
+  weights = (planning.depth_weights(depth, depth_discount, x.dtype)[None, :]
+             if sample_weights is None else tf.stop_gradient(sample_weights))
   with tf.GradientTape() as tape:
     tape.watch(x)
     values = planning.path_values(x, action, paths, q_network, model)
-    value = tf.tensordot(values, weights, axes=[[-1], [0]])
+    value = tf.reduce_sum(values * weights, axis=-1)
   return tf.stop_gradient(_flatten(tape.gradient(value, x)))
 
 

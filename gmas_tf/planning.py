@@ -194,6 +194,23 @@ def depth_weights(depth: int, depth_discount: float = 1.0, dtype=tf.float32) -> 
   return weights / tf.reduce_sum(weights)
 
 
+def adaptive_depth_weights(one_step_error: tf.Tensor, depth: int, threshold: float,
+                           depth_discount: float = 1.0) -> tf.Tensor:
+  """Per-sample depth weights [B, depth + 1] for an adaptive training depth.
+
+  Sample i plans to d_i = min(depth, floor(threshold / e_i)), e_i its model's one-step
+  error: the deepest rollout whose one-step errors, added up, stay below the threshold
+  (d_i = 0 where the model already misses the sample's own next state by the threshold).
+  Depths 0..d_i are weighted as depth_weights(d_i, depth_discount); deeper ones get 0.
+  """
+  dtype = one_step_error.dtype
+  steps = tf.math.floor(threshold / tf.maximum(one_step_error, 1e-12))
+  cut = tf.minimum(steps, float(depth))[:, None]  # [B, 1]
+  d = tf.range(depth + 1, dtype=dtype)[None, :]
+  weights = tf.where(d <= cut, tf.pow(tf.constant(depth_discount, dtype), d), 0.0)
+  return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
+
+
 def plan_q(x: tf.Tensor, q_network, model: WorldModel, depth: int, branching: int = 2,
            depth_discount: float = 1.0) -> tf.Tensor:
   """Q_plan^D(x, .) [B, A]: the weighted mean of Q^0..Q^D."""

@@ -109,3 +109,12 @@ def test_best_path_by_hand():
   paths = planning.best_paths(tf.constant([[1.0]]), tf.constant([0]), q_network, MODEL, 2)
   assert paths[0].numpy().tolist() == [[0]]
   assert paths[1].numpy().tolist() == [[2, 0]]
+
+
+def test_adaptive_depth_weights_by_hand():
+  # threshold 0.1, depth 3: e = 0.001 plans to 3 (100 steps fit), e = 0.04 to 2, e = 1 to 0.
+  weights = planning.adaptive_depth_weights(tf.constant([0.001, 0.04, 1.0]), 3, 0.1).numpy()
+  np.testing.assert_allclose(weights, [[0.25] * 4, [1 / 3] * 3 + [0.0], [1.0, 0, 0, 0]],
+                             rtol=1e-6)
+  discounted = planning.adaptive_depth_weights(tf.constant([0.04]), 3, 0.1, 0.5).numpy()
+  np.testing.assert_allclose(discounted, [[4 / 7, 2 / 7, 1 / 7, 0.0]], rtol=1e-6)

@@ -5,7 +5,7 @@
 With distance 'none' the agent is CRAR, update for update.
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import gin
 import tensorflow as tf
@@ -22,7 +22,9 @@ class GmasAgent(crar_agent.CrarAgent):
 
   def __init__(self, time_step_spec, action_spec, distance: str = 'cosine',
                alpha: float = 0.05, training_depth: int = 3, depth_discount: float = 1.0,
-               matching_trains_encoder: bool = True, name: str = 'GmasAgent', **kwargs):
+               matching_trains_encoder: bool = True,
+               adaptive_depth_threshold: Optional[float] = None, name: str = 'GmasAgent',
+               **kwargs):
     """Creates the agent.
 
     Args:
@@ -34,6 +36,10 @@ class GmasAgent(crar_agent.CrarAgent):
       matching_trains_encoder: True (the paper) lets the matching term's gradient reach
         the encoder through x; False stops it there, so the term trains the Q network
         alone (a deviation from the paper, to measure how the term slows the model).
+      adaptive_depth_threshold: None (the paper: every sample's label plans to
+        training_depth) or a threshold on the one-step model error: each sample's label
+        plans only as deep as its summed one-step errors stay below it
+        (`planning.adaptive_depth_weights`; beyond the paper, its section 3.1.2).
       name: the agent's name.
       **kwargs: CrarAgent's arguments.
     """
@@ -45,6 +51,7 @@ class GmasAgent(crar_agent.CrarAgent):
     self._training_depth = training_depth
     self._depth_discount = depth_discount
     self._matching_trains_encoder = matching_trains_encoder
+    self._adaptive_depth_threshold = adaptive_depth_threshold
     super().__init__(time_step_spec, action_spec, name=name, **kwargs)
 
   def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -59,13 +66,28 @@ class GmasAgent(crar_agent.CrarAgent):
       prediction = gradient_matching.model_free_slope(tf.stop_gradient(x), t.action,
                                                       q_network)
     terms = self._td_terms(t, q, x2)
+    sample_weights = None
+    if self._adaptive_depth_threshold is not None:
+      sample_weights = planning.adaptive_depth_weights(
+          self.one_step_error(t, x, x2), self._training_depth,
+          self._adaptive_depth_threshold, self._depth_discount)
+      depths = tf.range(self._training_depth + 1, dtype=x.dtype)
+      terms['training_depth'] = tf.reduce_mean(tf.reduce_max(
+          tf.where(sample_weights > 0, depths[None, :], 0.0), axis=-1))
     # Label: the planner with the frozen target Q and the current rho, g, tau (constant).
     label = gradient_matching.planner_slope(
         x, t.action, self.target_network('q_network'), self.world_model,
-        self._training_depth, self._branching, self._depth_discount)
+        self._training_depth, self._branching, self._depth_discount, sample_weights)
     matching = gradient_matching.distance(label, prediction, self._distance)
     terms.update(
         td=terms['q'], q=terms['q'] + self._alpha * matching, gradient_matching=matching,
         slope_cosine=tf.reduce_mean(gradient_matching.cosine_similarity(label, prediction)),
         label_norm=tf.reduce_mean(tf.norm(label, axis=-1)))
     return terms
+
+  def one_step_error(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> tf.Tensor:
+    """Per sample, the model's one-step error mean((x + tau(x, a) - e(s'))^2) [B]; 0 after a
+    terminal step, where e(s') says nothing about the model."""
+    predicted = x + self.network('transition')([x, tf.one_hot(t.action, self._num_actions)])
+    error = tf.reduce_mean(tf.reshape(tf.square(predicted - x2), [tf.shape(x)[0], -1]), -1)
+    return tf.stop_gradient(error * (1.0 - t.terminal))

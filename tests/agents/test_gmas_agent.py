@@ -5,6 +5,7 @@ from tf_agents.environments import tf_py_environment
 
 from gmas_tf import data
 from gmas_tf import gradient_matching
+from gmas_tf import planning
 from gmas_tf.agents import crar_agent
 from gmas_tf.agents import gmas_agent
 from gmas_tf.envs import maze
@@ -82,3 +83,36 @@ def test_gmas_train_step_runs_in_tf_function(batch):
 def test_bad_distance_is_rejected():
   with pytest.raises(ValueError, match='distance'):
     make(gmas_agent.GmasAgent, distance='manhattan')
+
+
+def test_adaptive_depth_plans_each_sample_as_deep_as_its_model_error_allows(batch):
+  batch = batch._replace(terminal=tf.zeros_like(batch.terminal))  # every error counts
+  make_gmas = lambda **kw: make(gmas_agent.GmasAgent, distance='cosine', **kw)
+  # A threshold below every one-step error: every label is the depth-0 label.
+  tight = make_gmas(training_depth=3, adaptive_depth_threshold=1e-12).loss_terms(batch, ('q',))
+  depth0 = make_gmas(training_depth=0).loss_terms(batch, ('q',))
+  assert tight['training_depth'].numpy() == 0.0
+  assert tight['gradient_matching'].numpy() == pytest.approx(
+      depth0['gradient_matching'].numpy(), rel=1e-5)
+  # A threshold above D times every error: the paper's fixed depth 3.
+  loose = make_gmas(training_depth=3, adaptive_depth_threshold=1e6).loss_terms(batch, ('q',))
+  depth3 = make_gmas(training_depth=3).loss_terms(batch, ('q',))
+  assert loose['training_depth'].numpy() == 3.0
+  assert loose['gradient_matching'].numpy() == pytest.approx(
+      depth3['gradient_matching'].numpy(), rel=1e-5)
+  # In between, each sample gets its own depth: the label row by row is the fixed-depth
+  # label of the depth its error allows.
+  agent = make_gmas(training_depth=3, adaptive_depth_threshold=1.0)
+  x = agent.network('encoder')(batch.observation)
+  x2 = agent.network('encoder')(batch.next_observation)
+  error = agent.one_step_error(batch, x, x2).numpy()
+  threshold = float(np.median(error)) * 1.5
+  weights = planning.adaptive_depth_weights(tf.constant(error), 3, threshold)
+  label = gradient_matching.planner_slope(x, batch.action, agent.target_network('q_network'),
+                                          agent.world_model, 3, sample_weights=weights).numpy()
+  cut = np.minimum(np.floor(threshold / error), 3).astype(int)
+  assert len(set(cut)) > 1
+  for depth in set(cut):
+    fixed = gradient_matching.planner_slope(x, batch.action, agent.target_network('q_network'),
+                                            agent.world_model, int(depth)).numpy()
+    np.testing.assert_allclose(label[cut == depth], fixed[cut == depth], rtol=1e-4, atol=1e-6)
