@@ -204,10 +204,9 @@ def adaptive_depth_weights(one_step_error: tf.Tensor, depth: int, threshold: flo
   Depths 0..d_i are weighted as depth_weights(d_i, depth_discount); deeper ones get 0.
   """
   dtype = one_step_error.dtype
-  steps = tf.math.floor(threshold / tf.maximum(one_step_error, 1e-12))
-  cut = tf.minimum(steps, float(depth))[:, None]  # [B, 1]
-  d = tf.range(depth + 1, dtype=dtype)[None, :]
-  weights = tf.where(d <= cut, tf.pow(tf.constant(depth_discount, dtype), d), 0.0)
+  cut = tf.math.floor(threshold / tf.maximum(one_step_error, 1e-12))[:, None]  # [B, 1]
+  kept = tf.range(depth + 1, dtype=dtype)[None, :] <= cut
+  weights = tf.where(kept, depth_weights(depth, depth_discount, dtype)[None, :], 0.0)
   return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
 
 

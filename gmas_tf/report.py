@@ -49,10 +49,14 @@ def load_curves(root_dir: str, metric: str = 'held_out_score',
   return curves
 
 
-def random_reference(root_dir: str, seeds: Optional[Sequence[int]] = None,
-                     column: str = 'random_held_out_score') -> float:
-  """The random policy's held-out score recorded by the runs (the same mazes for all), or
-  another reference column of theirs (e.g. 'optimal_held_out_score', the optimal tour)."""
+def random_reference(root_dir: str, seeds: Optional[Sequence[int]] = None) -> float:
+  """The random policy's held-out score recorded by the runs (the same mazes for all)."""
+  return column_mean(root_dir, 'random_held_out_score', seeds)
+
+
+def column_mean(root_dir: str, column: str, seeds: Optional[Sequence[int]] = None) -> float:
+  """The mean of an evaluations.csv column over every run, depth and step (e.g. a reference
+  such as 'optimal_held_out_score', the same for all)."""
   values = [scores.ravel() for by_depth in load_curves(root_dir, column, seeds).values()
             for _, scores, _ in by_depth.values()]
   return float(np.mean(np.concatenate(values))) if values else float('nan')

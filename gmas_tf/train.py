@@ -169,9 +169,15 @@ def train(root_dir: str,
   """
   os.makedirs(root_dir, exist_ok=True)
   with _exclusive(root_dir):
-    return _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed,
-                  log_interval, summary_interval, deterministic, make_strategy(strategy),
-                  train_mazes, held_out_epsilon)
+    runner = _Runner(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed,
+                     log_interval, summary_interval, deterministic, make_strategy(strategy),
+                     train_mazes, held_out_epsilon)
+    for epoch in range(runner.start_step // steps_per_epoch, epochs):
+      speed = runner.run_train_phase(epoch)
+      runner.run_eval_phase(epoch, speed)
+      runner.checkpoint()
+    runner.export()
+  return root_dir
 
 
 @contextlib.contextmanager
@@ -217,19 +223,6 @@ def check_optimizer_format(path: str) -> None:
 def _write_operative_config(root_dir):
   with open(os.path.join(root_dir, 'operative_config.gin'), 'w') as stream:
     stream.write(gin.operative_config_str())
-
-
-def _train(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed, log_interval,
-           summary_interval, deterministic, strategy, train_mazes, held_out_epsilon):
-  runner = _Runner(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed,
-                   log_interval, summary_interval, deterministic, strategy, train_mazes,
-                   held_out_epsilon)
-  for epoch in range(runner.start_step // steps_per_epoch, epochs):
-    speed = runner.run_train_phase(epoch)
-    runner.run_eval_phase(epoch, speed)
-    runner.checkpoint()
-  runner.export()
-  return root_dir
 
 
 def _progress(line: Optional[str]) -> None:

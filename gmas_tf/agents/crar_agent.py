@@ -26,6 +26,7 @@ from typing import Dict, Optional, Sequence
 
 import gin
 import tensorflow as tf
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tf_agents.agents import tf_agent
 from tf_agents.utils import common
 
@@ -48,6 +49,8 @@ DEER_OPTIMIZERS = dict(transition='transition', reward='reward_discount',
 UPDATE_SCHEMES = ('deer', 'per_loss', 'joint')
 Q_LOSS_REDUCTIONS = ('chosen_action', 'all_actions')
 TERMINAL_OBSERVATIONS = ('zeros', 'observed')
+# What tf.summary.scalar attaches, for scalars written with tf.summary.write.
+_SCALAR_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
 
 
 def dispersion(difference: tf.Tensor, scale: float) -> tf.Tensor:
@@ -220,9 +223,7 @@ class CrarAgent(tf_agent.TFAgent):
     x2 = self._encoder(t.next_observation) if needs_next else None
     terms = {}
     if 'transition' in names:
-      error = tf.square(x + self._transition([x, one_hot]) - x2)
-      error = tf.reshape(error, [tf.shape(x)[0], -1])  # any abstract shape
-      terms['transition'] = tf.reduce_mean(error * (1.0 - t.terminal)[:, None])
+      terms['transition'] = tf.reduce_mean(self.one_step_error(t, x, x2))
     if 'reward' in names:
       terms['reward'] = tf.reduce_mean(tf.square(self._reward([x, one_hot]) - t.reward))
     if 'discount' in names:
@@ -240,6 +241,13 @@ class CrarAgent(tf_agent.TFAgent):
     if 'q' in names:
       terms.update(self.q_terms(t, x, x2))
     return terms
+
+  def one_step_error(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> tf.Tensor:
+    """Per sample, mean((x + tau(x, a) - x2)^2) over the abstract state [B]; 0 after a
+    terminal step, whose s' says nothing about the model."""
+    predicted = x + self._transition([x, tf.one_hot(t.action, self._num_actions)])
+    error = tf.reshape(tf.square(predicted - x2), [tf.shape(x)[0], -1])  # any abstract shape
+    return tf.reduce_mean(error, -1) * (1.0 - t.terminal)
 
   def _deer_terminal(self, t: data.Transition) -> data.Transition:
     """s' set to zeros after a terminal step, as deer's replay memory stores it."""
@@ -291,12 +299,15 @@ class CrarAgent(tf_agent.TFAgent):
     optimizer.apply_gradients(zip(gradients, variables))
     return gradients
 
-  def _log_encoder_gradient(self, name, gradients):
-    # How hard each loss pulls on the encoder (the first variables of _variables_of):
-    # the global norm of its encoder gradient, before clipping (this replica's share).
-    encoder = gradients[:len(self._encoder.trainable_variables)]
-    tf.summary.scalar(f'Gradients/encoder/{name}', tf.linalg.global_norm(encoder),
-                      step=self.train_step_counter)
+  def _log_encoder_gradients(self, gradients_by_loss):
+    """How hard each loss pulls on the encoder (the first variables of _variables_of): the
+    global norm of its encoder gradient, before clipping (this replica's share). The norm
+    is a deferred tensor: computed only on the steps whose summaries are recorded."""
+    encoder = len(self._encoder.trainable_variables)
+    for name, gradients in gradients_by_loss.items():
+      tf.summary.write(f'Gradients/encoder/{name}',
+                       lambda g=gradients[:encoder]: tf.linalg.global_norm(g),
+                       step=self.train_step_counter, metadata=_SCALAR_METADATA)
 
   def _in_cross_replica_context(self, fn):
     """Runs fn once per update, not once per replica, under tf.distribute."""
@@ -315,7 +326,7 @@ class CrarAgent(tf_agent.TFAgent):
   def _train(self, experience, weights=None):
     del weights
     if self._update_scheme == 'deer':
-      terms = {}
+      terms, gradients = {}, {}
       for name in LOSS_ORDER:  # each loss sees the encoder the previous one updated
         if name == 'q':
           self._in_cross_replica_context(self._sync_targets_if_due)
@@ -323,8 +334,8 @@ class CrarAgent(tf_agent.TFAgent):
         with tf.GradientTape() as tape:
           terms.update(self.loss_terms(experience, (name,)))
           loss = self._loss_weights[name] * terms[name]
-        self._log_encoder_gradient(name, self._apply(
-            self._optimizers[DEER_OPTIMIZERS[name]], loss, variables, tape))
+        gradients[name] = self._apply(self._optimizers[DEER_OPTIMIZERS[name]], loss,
+                                      variables, tape)
       total = tf.add_n([self._loss_weights[n] * terms[n] for n in LOSS_ORDER])
     elif self._update_scheme == 'per_loss':
       self._in_cross_replica_context(self._sync_targets_if_due)
@@ -332,12 +343,13 @@ class CrarAgent(tf_agent.TFAgent):
         total, terms = self._loss(experience)
         weighted = {name: self._loss_weights[name] * terms[name] for name in LOSS_ORDER}
       # Every gradient is taken before any is applied: all at the same parameters.
-      updates = [(name, self._gradients(weighted[name], self._variables_of(name), tape),
-                  self._variables_of(name)) for name in LOSS_ORDER]
+      variables = {name: self._variables_of(name) for name in LOSS_ORDER}
+      gradients = {name: self._gradients(weighted[name], variables[name], tape)
+                   for name in LOSS_ORDER}
       del tape
-      for name, gradients, variables in updates:
-        self._optimizers[DEER_OPTIMIZERS[name]].apply_gradients(zip(gradients, variables))
-        self._log_encoder_gradient(name, gradients)
+      for name in LOSS_ORDER:
+        self._optimizers[DEER_OPTIMIZERS[name]].apply_gradients(
+            zip(gradients[name], variables[name]))
     else:
       self._in_cross_replica_context(self._sync_targets_if_due)
       variables = [v for n in NETWORK_NAMES for v in self.network(n).trainable_variables]
@@ -345,7 +357,9 @@ class CrarAgent(tf_agent.TFAgent):
         loss_info = self._loss(experience)
       self._apply(self._optimizers['joint'], loss_info.loss, variables, tape)
       total, terms = loss_info
+      gradients = {}  # one gradient for all losses: no per-loss pull to log
     self._in_cross_replica_context(lambda: self.train_step_counter.assign_add(1))
+    self._log_encoder_gradients(gradients)
     for name, value in terms.items():
       tf.summary.scalar(f'Losses/{name}', value, step=self.train_step_counter)
     tf.summary.scalar('Losses/total', total, step=self.train_step_counter)

@@ -69,11 +69,11 @@ class GmasAgent(crar_agent.CrarAgent):
     sample_weights = None
     if self._adaptive_depth_threshold is not None:
       sample_weights = planning.adaptive_depth_weights(
-          self.one_step_error(t, x, x2), self._training_depth,
+          tf.stop_gradient(self.one_step_error(t, x, x2)), self._training_depth,
           self._adaptive_depth_threshold, self._depth_discount)
-      depths = tf.range(self._training_depth + 1, dtype=x.dtype)
-      terms['training_depth'] = tf.reduce_mean(tf.reduce_max(
-          tf.where(sample_weights > 0, depths[None, :], 0.0), axis=-1))
+      # Depths 0..d_i carry weight: d_i is the count of nonzero weights, less one.
+      terms['training_depth'] = tf.reduce_mean(
+          tf.reduce_sum(tf.cast(sample_weights > 0, x.dtype), -1) - 1.0)
     # Label: the planner with the frozen target Q and the current rho, g, tau (constant).
     label = gradient_matching.planner_slope(
         x, t.action, self.target_network('q_network'), self.world_model,
@@ -84,10 +84,3 @@ class GmasAgent(crar_agent.CrarAgent):
         slope_cosine=tf.reduce_mean(gradient_matching.cosine_similarity(label, prediction)),
         label_norm=tf.reduce_mean(tf.norm(label, axis=-1)))
     return terms
-
-  def one_step_error(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> tf.Tensor:
-    """Per sample, the model's one-step error mean((x + tau(x, a) - e(s'))^2) [B]; 0 after a
-    terminal step, where e(s') says nothing about the model."""
-    predicted = x + self.network('transition')([x, tf.one_hot(t.action, self._num_actions)])
-    error = tf.reduce_mean(tf.reshape(tf.square(predicted - x2), [tf.shape(x)[0], -1]), -1)
-    return tf.stop_gradient(error * (1.0 - t.terminal))

@@ -207,3 +207,19 @@ def test_dense_abstract_state_option(batches):
   assert np.isfinite(loss_info.loss.numpy())
   observation = batches[0].observation
   assert agent.policy.with_depth(3).plan_q(observation).shape == (16, 4)
+
+
+@pytest.mark.parametrize('scheme', ['deer', 'per_loss'])
+def test_each_loss_pull_on_the_encoder_is_logged_with_the_losses(batches, scheme, tmp_path):
+  agent = make_agent(update_scheme=scheme)
+  writer = tf.summary.create_file_writer(str(tmp_path))
+  with writer.as_default(), tf.summary.record_if(True):
+    tf.function(agent.train)(batches[0])
+  writer.flush()
+  steps = {}
+  for path in tmp_path.glob('events.out.tfevents.*'):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        steps[value.tag] = event.step
+  for name in crar_agent.LOSS_ORDER:
+    assert steps[f'Gradients/encoder/{name}'] == steps['Losses/q'] == 1
