@@ -41,7 +41,8 @@ CHECKPOINT_DIR = 'checkpoints'
 
 def latest_checkpoint_files(directory: str) -> List[str]:
   """The files of the latest checkpoint in `directory` (a CheckpointManager's), with the
-  `checkpoint` index first; [] if there is none."""
+  `checkpoint` index first; [] if there is none. The index is read by hand, as
+  tf.train.get_checkpoint_state would, so that the sweep never imports TensorFlow."""
   index = os.path.join(directory, 'checkpoint')
   if not os.path.exists(index):
     return []
