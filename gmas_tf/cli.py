@@ -58,6 +58,19 @@ def parse_gin(gin_files: Sequence[str], gin_params: Sequence[str]) -> None:
                     'gin files in gin/.') from None
 
 
+def set_threads(threads: int) -> None:
+  """TensorFlow's intra- and inter-op threads of this process (0: its default, every core).
+
+  Call before TensorFlow runs an op. Several runs sharing the cores train faster with one
+  thread each (docs/RESULTS.md, "Sweep layouts").
+  """
+  if threads < 0:
+    raise UserError(f'--threads must be 0 (TensorFlow\'s default) or more, got {threads}.')
+  if threads:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def run(main):
   """Wraps an absl main so that a user's mistake ends with one line on stderr."""
 

@@ -60,10 +60,12 @@ class Run(NamedTuple):
   root_dir: str
   results_dir: Optional[str] = None  # where this run's summaries are kept, if anywhere
 
-  def command(self, train_binary: str) -> List[str]:
+  def command(self, train_binary: str, threads: int = 0) -> List[str]:
+    """bin/train's command line; threads > 0 sets its TensorFlow threads."""
     params = [f'train.seed = {self.seed}', f'ensure_dataset.seed = {self.seed}', *self.bindings]
     return ([sys.executable, train_binary, '--gin_file', self.gin_file]
             + [arg for p in params for arg in ('--gin_param', p)]
+            + (['--threads', str(threads)] if threads else [])
             + ['--root_dir', self.root_dir])
 
   @property
@@ -193,8 +195,9 @@ def start_ray(address: Optional[str], parallel: int) -> None:
 
 
 def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
-            poll_seconds: float = 2.0, backend: str = 'local') -> List[Run]:
-  """Runs the unfinished runs, `parallel` at a time. Returns the runs that failed.
+            poll_seconds: float = 2.0, backend: str = 'local', threads: int = 0) -> List[Run]:
+  """Runs the unfinished runs, `parallel` at a time, each with `threads` TensorFlow
+  threads (0: TensorFlow's default). Returns the runs that failed.
 
   backend 'local' trains each run in a child process; 'ray' in a Ray task (call start_ray
   first). A run is looked at again when its turn comes: one found finished then is skipped.
@@ -217,7 +220,8 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
         if run.restore_progress():
           print(f'{run.name} seed {run.seed}: starting from the checkpoint kept in '
                 f'{run.results_dir}', flush=True)
-        active[run] = start(run.command(train_binary), os.path.join(run.root_dir, LOG_FILE))
+        active[run] = start(run.command(train_binary, threads),
+                            os.path.join(run.root_dir, LOG_FILE))
         print(f'started {run.name} seed {run.seed}', flush=True)
       for run, job in list(active.items()):
         exit_code = job.exit_code()

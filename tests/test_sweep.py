@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from gmas_tf import cli
 from gmas_tf import sweep
 from gmas_tf import train
 
@@ -39,6 +40,18 @@ def test_runs_are_seed_major_and_pass_the_seed():
   assert command[first:-2:2] == ['--gin_param'] * 3
   assert command[first + 1:-2:2] == ['train.seed = 3', 'ensure_dataset.seed = 3',
                                      'train.epochs = 2']
+
+
+def test_threads_reach_the_train_command_only_when_set():
+  (run,) = sweep.experiment('/r', configs={'a': 'a.gin'}, seeds=[0])
+  assert '--threads' not in run.command('bin/train')
+  command = run.command('bin/train', threads=1)
+  assert command[-4:] == ['--threads', '1', '--root_dir', '/r/a/seed_0']
+
+
+def test_negative_threads_is_a_clear_error():
+  with pytest.raises(cli.UserError, match='--threads must be 0'):
+    cli.set_threads(-1)
 
 
 def test_a_second_trainer_in_the_same_run_is_refused(tmp_path):
