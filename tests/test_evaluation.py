@@ -1,8 +1,14 @@
+import os
+
 import numpy as np
 import pytest
+import tensorflow as tf
+from tf_agents.trajectories import time_step as ts
 
 from gmas_tf import evaluation
 from gmas_tf.envs import maze
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 UP = 2
 
@@ -49,3 +55,19 @@ def test_held_out_behaviour_statistics():
   assert moving['wall_bump_fraction'] == pytest.approx(walled.mean())
   assert moving['cells_visited'] == pytest.approx(np.mean(np.where(walled, 1, 2)))
   assert moving['keys_collected'] == pytest.approx(keyed.mean())
+
+
+def test_the_shipped_agent_beats_the_random_policy_on_held_out_mazes():
+  """docs/agent's SavedModel (README, "A trained agent") loads with TensorFlow alone and
+  still solves held-out mazes: on the first 20 it scored +1.06 when shipped, the random
+  policy about -3.9."""
+  policy = tf.saved_model.load(os.path.join(REPO, 'docs', 'agent', 'crar_seed2_depth5'))
+
+  def act(observations):
+    time_step = ts.restart(tf.constant(observations, tf.float32), len(observations))
+    return policy.action(time_step, ()).action.numpy()
+
+  shipped = evaluation.held_out_score(act, num_mazes=20)
+  rng = np.random.default_rng(0)
+  random = evaluation.held_out_score(evaluation.random_act(rng), num_mazes=20)
+  assert shipped['score'] > 0.0 > random['score'] + 3.0
