@@ -22,7 +22,7 @@ the model losses and the Q loss, as deer does; in the joint scheme before the up
 Where this differs from deer, it is a binding: docs/DEVIATIONS.md lists each.
 """
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import gin
 import tensorflow as tf
@@ -299,15 +299,28 @@ class CrarAgent(tf_agent.TFAgent):
     optimizer.apply_gradients(zip(gradients, variables))
     return gradients
 
-  def _log_encoder_gradients(self, gradients_by_loss):
+  def _loss_parts(self, terms: Dict[str, tf.Tensor]) -> Dict[str, Tuple[float, tf.Tensor]]:
+    """Parts of a loss, as (weight, term of `terms`), whose pull on the encoder is logged
+    apart (CRAR: none)."""
+    del terms
+    return {}
+
+  def _log_encoder_gradients(self, gradients_by_loss, tape, parts):
     """How hard each loss pulls on the encoder (the first variables of _variables_of): the
-    global norm of its encoder gradient, before clipping (this replica's share). The norm
-    is a deferred tensor: computed only on the steps whose summaries are recorded."""
-    encoder = len(self._encoder.trainable_variables)
-    for name, gradients in gradients_by_loss.items():
-      tf.summary.write(f'Gradients/encoder/{name}',
-                       lambda g=gradients[:encoder]: tf.linalg.global_norm(g),
-                       step=self.train_step_counter, metadata=_SCALAR_METADATA)
+    global norm of its encoder gradient, before clipping (this replica's share); also of
+    each of `parts`, differentiated on the persistent `tape`. Logged during the update at
+    the step its losses are logged at (the count after it). The norms are deferred
+    tensors: computed only on the steps whose summaries are recorded."""
+    encoder = self._encoder.trainable_variables
+    norms = {name: lambda g=gradients[:len(encoder)]: tf.linalg.global_norm(g)
+             for name, gradients in gradients_by_loss.items()}
+    # The weights multiply outside the tape, so they scale the norms instead.
+    norms.update({name: lambda w=weight, p=part:
+                  abs(w) * tf.linalg.global_norm(self._gradients(p, encoder, tape))
+                  for name, (weight, part) in parts.items()})
+    for name, norm in norms.items():
+      tf.summary.write(f'Gradients/encoder/{name}', norm, step=self.train_step_counter + 1,
+                       metadata=_SCALAR_METADATA)
 
   def _in_cross_replica_context(self, fn):
     """Runs fn once per update, not once per replica, under tf.distribute."""
@@ -331,11 +344,14 @@ class CrarAgent(tf_agent.TFAgent):
         if name == 'q':
           self._in_cross_replica_context(self._sync_targets_if_due)
         variables = self._variables_of(name)
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=name == 'q') as tape:  # q's parts are logged
           terms.update(self.loss_terms(experience, (name,)))
           loss = self._loss_weights[name] * terms[name]
         gradients[name] = self._apply(self._optimizers[DEER_OPTIMIZERS[name]], loss,
                                       variables, tape)
+      # `tape` is q's, the last loss: the parts of q (GMAS's TD and matching) are logged.
+      self._log_encoder_gradients(gradients, tape, self._loss_parts(terms))
+      del tape
       total = tf.add_n([self._loss_weights[n] * terms[n] for n in LOSS_ORDER])
     elif self._update_scheme == 'per_loss':
       self._in_cross_replica_context(self._sync_targets_if_due)
@@ -346,6 +362,7 @@ class CrarAgent(tf_agent.TFAgent):
       variables = {name: self._variables_of(name) for name in LOSS_ORDER}
       gradients = {name: self._gradients(weighted[name], variables[name], tape)
                    for name in LOSS_ORDER}
+      self._log_encoder_gradients(gradients, tape, self._loss_parts(terms))
       del tape
       for name in LOSS_ORDER:
         self._optimizers[DEER_OPTIMIZERS[name]].apply_gradients(
@@ -356,10 +373,8 @@ class CrarAgent(tf_agent.TFAgent):
       with tf.GradientTape() as tape:
         loss_info = self._loss(experience)
       self._apply(self._optimizers['joint'], loss_info.loss, variables, tape)
-      total, terms = loss_info
-      gradients = {}  # one gradient for all losses: no per-loss pull to log
+      total, terms = loss_info  # one gradient for all losses: no per-loss pull to log
     self._in_cross_replica_context(lambda: self.train_step_counter.assign_add(1))
-    self._log_encoder_gradients(gradients)
     for name, value in terms.items():
       tf.summary.scalar(f'Losses/{name}', value, step=self.train_step_counter)
     tf.summary.scalar('Losses/total', total, step=self.train_step_counter)

@@ -5,7 +5,7 @@
 With distance 'none' the agent is CRAR, update for update.
 """
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import gin
 import tensorflow as tf
@@ -53,6 +53,14 @@ class GmasAgent(crar_agent.CrarAgent):
     self._matching_trains_encoder = matching_trains_encoder
     self._adaptive_depth_threshold = adaptive_depth_threshold
     super().__init__(time_step_spec, action_spec, name=name, **kwargs)
+
+  def _loss_parts(self, terms: Dict[str, tf.Tensor]) -> Dict[str, Tuple[float, tf.Tensor]]:
+    """The Q loss's two parts, each pulling on the encoder: the TD error and the matching."""
+    if self._distance == 'none':
+      return {}
+    weight = self._loss_weights['q']
+    return dict(td=(weight, terms['td']),
+                gradient_matching=(weight * self._alpha, terms['gradient_matching']))
 
   def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
     if self._distance == 'none':

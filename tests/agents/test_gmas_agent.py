@@ -116,3 +116,33 @@ def test_adaptive_depth_plans_each_sample_as_deep_as_its_model_error_allows(batc
     fixed = gradient_matching.planner_slope(x, batch.action, agent.target_network('q_network'),
                                             agent.world_model, int(depth)).numpy()
     np.testing.assert_allclose(label[cut == depth], fixed[cut == depth], rtol=1e-4, atol=1e-6)
+
+
+def logged_scalars(directory):
+  """{tag: (step, value)} of the scalars written under directory."""
+  logged = {}
+  for path in directory.glob('events.out.tfevents.*'):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        logged[value.tag] = (event.step, float(tf.make_ndarray(value.tensor)))
+  return logged
+
+
+@pytest.mark.parametrize('scheme', ['deer', 'per_loss'])
+@pytest.mark.parametrize('trains_encoder', [True, False])
+def test_td_and_matching_pulls_on_the_encoder_are_logged_apart(batch, scheme, trains_encoder,
+                                                               tmp_path):
+  agent = make(gmas_agent.GmasAgent, distance='cosine', alpha=1.0, training_depth=1,
+               update_scheme=scheme, matching_trains_encoder=trains_encoder)
+  with tf.summary.create_file_writer(str(tmp_path)).as_default(), tf.summary.record_if(True):
+    tf.function(agent.train)(batch)
+  logged = logged_scalars(tmp_path)
+  (step, q), (_, td), (_, matching) = (logged[f'Gradients/encoder/{name}']
+                                       for name in ('q', 'td', 'gradient_matching'))
+  assert step == logged['Losses/q'][0] == 1
+  # q's encoder gradient is the sum of its parts' (triangle inequality on their norms).
+  assert td > 0 and q <= td + matching + 1e-6
+  if trains_encoder:
+    assert matching > 0 and q >= abs(td - matching) - 1e-6
+  else:  # the matching term stops at x: all of q's pull is the TD error's
+    assert matching == 0 and q == pytest.approx(td, rel=1e-5)
