@@ -216,15 +216,16 @@ def performance_profiles(curves: Curves, output: str, xlabel: str = 'held-out sc
   plt.close(fig)
 
 
-def read_losses(root_dir: str) -> Dict[str, tuple]:
-  """{name: (steps, values)} of the Losses/* scalars a bin/train run wrote to root_dir/train."""
+def read_losses(root_dir: str, prefix: str = 'Losses/') -> Dict[str, tuple]:
+  """{name: (steps, values)} of the scalars under `prefix` (Losses/, Gradients/encoder/)
+  that a bin/train run wrote to root_dir/train; name is the tag without the prefix."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only this needs it)
   series: Dict[str, dict] = {}
   for path in sorted(glob.glob(os.path.join(root_dir, 'train', 'events.out.tfevents.*'))):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        if value.tag.startswith('Losses/'):
-          series.setdefault(value.tag[len('Losses/'):], {})[event.step] = float(
+        if value.tag.startswith(prefix):
+          series.setdefault(value.tag[len(prefix):], {})[event.step] = float(
               tf.make_ndarray(value.tensor))
   return {name: tuple(zip(*sorted(points.items()))) for name, points in series.items()}
 

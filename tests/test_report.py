@@ -22,6 +22,7 @@ def write_run(root, method, seed, scores_by_step, depths=(0, 3), random_score=-3
       for depth in depths:
         writer.writerow(dict(epoch=epoch, step=step, depth=depth, deer_score=score,
                              held_out_score=score + depth, held_out_sem=0.1,
+                             held_out_epsilon_score=score + depth + 0.5,
                              random_held_out_score=random_score, optimal_held_out_score=2.0))
 
 
@@ -120,6 +121,9 @@ def test_bin_plot_curves_draws_several_runs(sweep_dir, tmp_path):
                    '--output', output)
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(output) > 10_000
+  result = run_bin('plot_curves', '--root_dir', runs[0], '--output', output, '--depths', '3',
+                   '--second_metric', 'held_out_epsilon_score')
+  assert result.returncode == 0, result.stderr
 
 
 def test_loss_table_averages_each_window_by_hand(tmp_path):
@@ -128,8 +132,11 @@ def test_loss_table_averages_each_window_by_hand(tmp_path):
     for step, q, reward in [(100, 1.0, 0.5), (200, 3.0, 0.5), (300, 5.0, 0.25)]:
       tf.summary.scalar('Losses/q', q, step=step)
       tf.summary.scalar('Losses/reward', reward, step=step)
+      tf.summary.scalar('Gradients/encoder/q', 2 * q, step=step)
   series = report.read_losses(str(tmp_path))
   assert series['q'] == ((100, 200, 300), (1.0, 3.0, 5.0))
+  assert report.read_losses(str(tmp_path), 'Gradients/encoder/') == {
+      'q': ((100, 200, 300), (2.0, 6.0, 10.0))}
   assert report.loss_table(series, 200).splitlines() == [
       '| updates | q | reward |', '|---|---|---|',
       '| 1-200 | 2.0000 | 0.5000 |', '| 201-300 | 5.0000 | 0.2500 |']
