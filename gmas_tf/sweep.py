@@ -5,6 +5,7 @@ A sweep is a gin file:
   experiment.configs = {'crar': 'gin/crar.gin', 'gmas_cosine_d1': 'gin/gmas_cosine_depth1.gin'}
   experiment.seeds = [0, 1, 2]
   experiment.bindings = ['train.epochs = 10']   # applied to every run (the budget)
+  experiment.config_major = True                 # optional: all seeds of a config first
 
 Run `name` with seed `s` lives in root_dir/name/seed_s and trains with `train.seed = s`
 and `ensure_dataset.seed = s` (so each seed has its own dataset, shared by all configs:
@@ -120,13 +121,16 @@ class Run(NamedTuple):
 def experiment(root_dir: str, configs: Dict[str, str] = gin.REQUIRED,
                seeds: Sequence[int] = (0, 1, 2),
                bindings: Sequence[str] = (),
-               results_dir: Optional[str] = None) -> List[Run]:
-  """The runs of a sweep, seed-major: every config gets seed 0 before any gets seed 1."""
+               results_dir: Optional[str] = None, config_major: bool = False) -> List[Run]:
+  """The runs of a sweep, seed-major (every config gets seed 0 before any gets seed 1) or,
+  with config_major, config by config in the order of `configs` (every seed of the first
+  config before the second's)."""
   def under(directory, name, seed):
     return os.path.join(directory, name, f'seed_{seed}') if directory else None
-  return [Run(name, seed, gin_file, tuple(bindings), under(root_dir, name, seed),
-              under(results_dir, name, seed))
-          for seed in seeds for name, gin_file in configs.items()]
+  pairs = ([(name, seed) for name in configs for seed in seeds] if config_major
+           else [(name, seed) for seed in seeds for name in configs])
+  return [Run(name, seed, configs[name], tuple(bindings), under(root_dir, name, seed),
+              under(results_dir, name, seed)) for name, seed in pairs]
 
 
 BACKENDS = ('local', 'ray')

@@ -6,6 +6,7 @@ import pytest
 from tf_agents.environments import tf_py_environment
 
 from gmas_tf import cli
+from gmas_tf import sweep
 from gmas_tf import train  # noqa: F401  (registers train.* with gin)
 from gmas_tf.agents import crar_agent
 from gmas_tf.agents import gmas_agent
@@ -56,7 +57,6 @@ SWEEPS = [os.path.join(REPO, 'gin', 'experiments', name)
 def test_sweep_runs_parse_with_their_bindings(path, monkeypatch, tmp_path):
   monkeypatch.chdir(tmp_path)
   cli.parse_gin([path], [])
-  from gmas_tf import sweep  # pylint: disable=import-outside-toplevel
   runs = sweep.experiment('runs')
   assert len({r.name for r in runs}) == len(runs) // len({r.seed for r in runs}) >= 2
   for run in runs[:len(runs) // len({r.seed for r in runs})]:
@@ -65,12 +65,11 @@ def test_sweep_runs_parse_with_their_bindings(path, monkeypatch, tmp_path):
     params = command[command.index('--gin_param') + 1:-2:2]
     cli.parse_gin([os.path.join(REPO, run.gin_file)], params)
     assert gin.query_parameter('train.seed') == run.seed
-    assert gin.query_parameter('CrarAgent.update_scheme') == 'joint'
+    assert gin.query_parameter('CrarAgent.update_scheme') == 'per_loss'
 
 
 def sweep_runs(name):
   cli.parse_gin([os.path.join(REPO, 'gin', 'experiments', name)], [])
-  from gmas_tf import sweep  # pylint: disable=import-outside-toplevel
   runs = sweep.experiment('runs')
   gin.clear_config()
   return {run.name: run for run in runs if run.seed == 0}
@@ -89,6 +88,30 @@ def test_depth_discount_baseline_is_the_figure1_cell(monkeypatch):
     discounts[name] = gin.query_parameter('GmasAgent.depth_discount')
     gin.clear_config()
   assert discounts == {'cosine_d3_gamma1': 1.0, 'cosine_d3_gamma0.5': 0.5}
+
+
+def test_figure1_headline_runs_are_figure1_runs(monkeypatch):
+  # The full sweep skips what the headline sweep finished: the runs must be the same.
+  monkeypatch.chdir(REPO)
+  runs = {}
+  for name in ('figure1.gin', 'figure1_headline.gin'):
+    cli.parse_gin([os.path.join(REPO, 'gin', 'experiments', name)], [])
+    runs[name] = sweep.experiment('runs')
+    gin.clear_config()
+  headline = runs['figure1_headline.gin']
+  assert [(r.name, r.seed) for r in headline[:4]] == [
+      ('crar', 0), ('crar', 1), ('crar', 2), ('gmas_cosine_d0', 0)]
+  assert set(headline) <= set(runs['figure1.gin']) and len(headline) == 9
+
+
+def test_figure1_crar_seed_0_is_the_update_schemes_per_loss_run(monkeypatch):
+  # docs/figure1/runs/crar/seed_0 is a copy of update_schemes' crar_per_loss seed 0.
+  monkeypatch.chdir(REPO)
+  figure1, schemes = sweep_runs('figure1.gin'), sweep_runs('update_schemes.gin')
+  for name in ('CrarAgent.update_scheme', 'train.epochs', 'train.steps_per_epoch',
+               'held_out_score.num_mazes', 'train.train_mazes', 'ensure_dataset.num_transitions',
+               'CrarAgent.learning_rate'):
+    assert _bound(figure1['crar'], name) == _bound(schemes['crar_per_loss'], name), name
 
 
 def test_long_crar_run_config():

@@ -42,6 +42,13 @@ def test_runs_are_seed_major_and_pass_the_seed():
                                      'train.epochs = 2']
 
 
+def test_config_major_runs_every_seed_of_a_config_first():
+  runs = sweep.experiment('/r', configs={'a': 'a.gin', 'b': 'b.gin'}, seeds=[3, 4],
+                          config_major=True)
+  assert [(r.name, r.seed, r.gin_file) for r in runs] == [
+      ('a', 3, 'a.gin'), ('a', 4, 'a.gin'), ('b', 3, 'b.gin'), ('b', 4, 'b.gin')]
+
+
 def test_threads_reach_the_train_command_only_when_set():
   (run,) = sweep.experiment('/r', configs={'a': 'a.gin'}, seeds=[0])
   assert '--threads' not in run.command('bin/train')
