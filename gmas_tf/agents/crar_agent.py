@@ -370,10 +370,14 @@ class CrarAgent(tf_agent.TFAgent):
     else:
       self._in_cross_replica_context(self._sync_targets_if_due)
       variables = [v for n in NETWORK_NAMES for v in self.network(n).trainable_variables]
-      with tf.GradientTape() as tape:
+      with tf.GradientTape(persistent=True) as tape:  # each loss's pull is logged
         loss_info = self._loss(experience)
       self._apply(self._optimizers['joint'], loss_info.loss, variables, tape)
-      total, terms = loss_info  # one gradient for all losses: no per-loss pull to log
+      total, terms = loss_info
+      # One gradient serves all losses; each one's own is taken on recorded steps only.
+      parts = {name: (self._loss_weights[name], terms[name]) for name in LOSS_ORDER}
+      self._log_encoder_gradients({}, tape, {**parts, **self._loss_parts(terms)})
+      del tape
     self._in_cross_replica_context(lambda: self.train_step_counter.assign_add(1))
     for name, value in terms.items():
       tf.summary.scalar(f'Losses/{name}', value, step=self.train_step_counter)

@@ -209,7 +209,7 @@ def test_dense_abstract_state_option(batches):
   assert agent.policy.with_depth(3).plan_q(observation).shape == (16, 4)
 
 
-@pytest.mark.parametrize('scheme', ['deer', 'per_loss'])
+@pytest.mark.parametrize('scheme', ['deer', 'per_loss', 'joint'])
 def test_each_loss_pull_on_the_encoder_is_logged_with_the_losses(batches, scheme, tmp_path):
   agent = make_agent(update_scheme=scheme)
   writer = tf.summary.create_file_writer(str(tmp_path))

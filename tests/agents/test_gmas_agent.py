@@ -128,7 +128,7 @@ def logged_scalars(directory):
   return logged
 
 
-@pytest.mark.parametrize('scheme', ['deer', 'per_loss'])
+@pytest.mark.parametrize('scheme', ['deer', 'per_loss', 'joint'])
 @pytest.mark.parametrize('trains_encoder', [True, False])
 def test_td_and_matching_pulls_on_the_encoder_are_logged_apart(batch, scheme, trains_encoder,
                                                                tmp_path):
