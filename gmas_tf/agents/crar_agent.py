@@ -308,9 +308,10 @@ class CrarAgent(tf_agent.TFAgent):
   def _log_encoder_gradients(self, gradients_by_loss, tape, parts):
     """How hard each loss pulls on the encoder (the first variables of _variables_of): the
     global norm of its encoder gradient, before clipping (this replica's share); also of
-    each of `parts`, differentiated on the persistent `tape`. Logged during the update at
-    the step its losses are logged at (the count after it). The norms are deferred
-    tensors: computed only on the steps whose summaries are recorded."""
+    each of `parts`, differentiated on the persistent `tape` (its forward values are the
+    update's own, from before it was applied). Logged at the step the losses are, after
+    the update is counted. The norms are deferred tensors: computed only on the steps
+    whose summaries are recorded."""
     encoder = self._encoder.trainable_variables
     norms = {name: lambda g=gradients[:len(encoder)]: tf.linalg.global_norm(g)
              for name, gradients in gradients_by_loss.items()}
@@ -319,7 +320,7 @@ class CrarAgent(tf_agent.TFAgent):
                   abs(w) * tf.linalg.global_norm(self._gradients(p, encoder, tape))
                   for name, (weight, part) in parts.items()})
     for name, norm in norms.items():
-      tf.summary.write(f'Gradients/encoder/{name}', norm, step=self.train_step_counter + 1,
+      tf.summary.write(f'Gradients/encoder/{name}', norm, step=self.train_step_counter,
                        metadata=_SCALAR_METADATA)
 
   def _in_cross_replica_context(self, fn):
@@ -338,20 +339,20 @@ class CrarAgent(tf_agent.TFAgent):
 
   def _train(self, experience, weights=None):
     del weights
+    # Each scheme leaves the gradients it applied per loss and a persistent tape on which
+    # the rest of each loss's pull on the encoder is taken, once the step is counted.
+    parts = {}
     if self._update_scheme == 'deer':
       terms, gradients = {}, {}
       for name in LOSS_ORDER:  # each loss sees the encoder the previous one updated
         if name == 'q':
           self._in_cross_replica_context(self._sync_targets_if_due)
         variables = self._variables_of(name)
-        with tf.GradientTape(persistent=name == 'q') as tape:  # q's parts are logged
+        with tf.GradientTape(persistent=name == 'q') as tape:  # q, the last, is kept
           terms.update(self.loss_terms(experience, (name,)))
           loss = self._loss_weights[name] * terms[name]
         gradients[name] = self._apply(self._optimizers[DEER_OPTIMIZERS[name]], loss,
                                       variables, tape)
-      # `tape` is q's, the last loss: the parts of q (GMAS's TD and matching) are logged.
-      self._log_encoder_gradients(gradients, tape, self._loss_parts(terms))
-      del tape
       total = tf.add_n([self._loss_weights[n] * terms[n] for n in LOSS_ORDER])
     elif self._update_scheme == 'per_loss':
       self._in_cross_replica_context(self._sync_targets_if_due)
@@ -362,23 +363,22 @@ class CrarAgent(tf_agent.TFAgent):
       variables = {name: self._variables_of(name) for name in LOSS_ORDER}
       gradients = {name: self._gradients(weighted[name], variables[name], tape)
                    for name in LOSS_ORDER}
-      self._log_encoder_gradients(gradients, tape, self._loss_parts(terms))
-      del tape
       for name in LOSS_ORDER:
         self._optimizers[DEER_OPTIMIZERS[name]].apply_gradients(
             zip(gradients[name], variables[name]))
     else:
       self._in_cross_replica_context(self._sync_targets_if_due)
       variables = [v for n in NETWORK_NAMES for v in self.network(n).trainable_variables]
-      with tf.GradientTape(persistent=True) as tape:  # each loss's pull is logged
+      with tf.GradientTape(persistent=True) as tape:
         loss_info = self._loss(experience)
       self._apply(self._optimizers['joint'], loss_info.loss, variables, tape)
       total, terms = loss_info
-      # One gradient serves all losses; each one's own is taken on recorded steps only.
+      # One gradient served all losses: each one's own is taken on recorded steps only.
+      gradients = {}
       parts = {name: (self._loss_weights[name], terms[name]) for name in LOSS_ORDER}
-      self._log_encoder_gradients({}, tape, {**parts, **self._loss_parts(terms)})
-      del tape
     self._in_cross_replica_context(lambda: self.train_step_counter.assign_add(1))
+    self._log_encoder_gradients(gradients, tape, {**parts, **self._loss_parts(terms)})
+    del tape
     for name, value in terms.items():
       tf.summary.scalar(f'Losses/{name}', value, step=self.train_step_counter)
     tf.summary.scalar('Losses/total', total, step=self.train_step_counter)
