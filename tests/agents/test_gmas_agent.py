@@ -50,7 +50,11 @@ def test_q_loss_is_td_plus_alpha_distance(batch, distance, alpha):
   expected = gradient_matching.distance(label, prediction, distance).numpy()
   assert terms['gradient_matching'].numpy() == pytest.approx(expected, rel=1e-5)
   assert terms['q'].numpy() == pytest.approx(terms['td'].numpy() + alpha * expected, rel=1e-5)
-  assert -1.0 <= terms['slope_cosine'].numpy() <= 1.0 and terms['label_norm'].numpy() > 0
+  assert -1.0 <= terms['slope_cosine'].numpy() <= 1.0
+  assert terms['label_norm'].numpy() == pytest.approx(
+      np.mean(np.linalg.norm(label.numpy(), axis=-1)), rel=1e-5)
+  assert terms['prediction_norm'].numpy() == pytest.approx(
+      np.mean(np.linalg.norm(prediction.numpy(), axis=-1)), rel=1e-5)
 
 
 @pytest.mark.parametrize('trains_encoder', [True, False])
@@ -77,7 +81,8 @@ def test_gmas_train_step_runs_in_tf_function(batch):
                update_scheme='joint')
   loss_info = tf.function(agent.train)(batch)
   assert np.isfinite(loss_info.loss.numpy())
-  assert {'gradient_matching', 'slope_cosine', 'label_norm', 'td'} <= set(loss_info.extra)
+  assert ({'gradient_matching', 'slope_cosine', 'label_norm', 'prediction_norm', 'td'}
+          <= set(loss_info.extra))
 
 
 def test_bad_distance_is_rejected():
