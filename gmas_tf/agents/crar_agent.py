@@ -31,6 +31,7 @@ from tf_agents.agents import tf_agent
 from tf_agents.utils import common
 
 from gmas_tf import data
+from gmas_tf import gradient_matching
 from gmas_tf import networks
 from gmas_tf import optimizers
 from gmas_tf import planning
@@ -300,28 +301,43 @@ class CrarAgent(tf_agent.TFAgent):
     return gradients
 
   def _loss_parts(self, terms: Dict[str, tf.Tensor]) -> Dict[str, Tuple[float, tf.Tensor]]:
-    """Parts of a loss, as (weight, term of `terms`), whose pull on the encoder is logged
-    apart (CRAR: none)."""
+    """Parts of the Q loss, as (weight, term of `terms`), whose pulls on the encoder and the
+    Q network are logged apart (CRAR: none)."""
     del terms
     return {}
 
-  def _log_encoder_gradients(self, gradients_by_loss, tape, parts):
-    """How hard each loss pulls on the encoder (the first variables of _variables_of): the
-    global norm of its encoder gradient, before clipping (this replica's share); also of
-    each of `parts`, differentiated on the persistent `tape` (its forward values are the
-    update's own, from before it was applied). Logged at the step the losses are, after
-    the update is counted. The norms are deferred tensors: computed only on the steps
-    whose summaries are recorded."""
-    encoder = self._encoder.trainable_variables
-    norms = {name: lambda g=gradients[:len(encoder)]: tf.linalg.global_norm(g)
-             for name, gradients in gradients_by_loss.items()}
-    # The weights multiply outside the tape, so they scale the norms instead.
-    norms.update({name: lambda w=weight, p=part:
-                  abs(w) * tf.linalg.global_norm(self._gradients(p, encoder, tape))
-                  for name, (weight, part) in parts.items()})
-    for name, norm in norms.items():
-      tf.summary.write(f'Gradients/encoder/{name}', norm, step=self.train_step_counter,
-                       metadata=_SCALAR_METADATA)
+  def _log_gradients(self, experience, gradients_by_loss, tape, parts, q_parts):
+    """How hard each loss pulls on the encoder, and the Q loss and its parts on the Q
+    network: the global norm of its gradient there, before clipping (this replica's
+    share), from the gradients applied per loss or, for `parts` and `q_parts` ((weight,
+    term) each; q_parts are the Q loss's), differentiated on the persistent `tape`, whose
+    forward values are the update's own. Also how steep the model-free Q is in x after the
+    update, mean ||dQ(x, a)/dx|| over the batch: GMAS's cosine distance pulls on that
+    slope as its inverse. Logged at the step the losses are, after the update is counted;
+    deferred, so computed only on the steps whose summaries are recorded."""
+    pulled = {'encoder': self._encoder.trainable_variables,
+              'q_network': self._q_network.trainable_variables}
+    cut = len(pulled['encoder'])
+    norms = {}
+    for name, gradients in gradients_by_loss.items():
+      norms[f'encoder/{name}'] = lambda g=gradients[:cut]: tf.linalg.global_norm(g)
+      if name == 'q':
+        norms['q_network/q'] = lambda g=gradients[cut:]: tf.linalg.global_norm(g)
+    for name, (weight, part) in {**parts, **q_parts}.items():
+      on_q = name == 'q' or name in q_parts
+      for network in ('encoder', 'q_network') if on_q else ('encoder',):
+        # The weights multiply outside the tape, so they scale the norms instead.
+        norms[f'{network}/{name}'] = lambda w=weight, p=part, v=pulled[network]: (
+            abs(w) * tf.linalg.global_norm(self._gradients(p, v, tape)))
+
+    def slope_norm():
+      x = tf.stop_gradient(self._encoder(experience.observation))
+      slope = gradient_matching.model_free_slope(x, experience.action, self._q_network)
+      return tf.reduce_mean(tf.norm(slope, axis=-1))
+
+    for tag, value in [*((f'Gradients/{n}', v) for n, v in norms.items()),
+                       ('Diagnostics/q_slope_norm', slope_norm)]:
+      tf.summary.write(tag, value, step=self.train_step_counter, metadata=_SCALAR_METADATA)
 
   def _in_cross_replica_context(self, fn):
     """Runs fn once per update, not once per replica, under tf.distribute."""
@@ -377,7 +393,7 @@ class CrarAgent(tf_agent.TFAgent):
       gradients = {}
       parts = {name: (self._loss_weights[name], terms[name]) for name in LOSS_ORDER}
     self._in_cross_replica_context(lambda: self.train_step_counter.assign_add(1))
-    self._log_encoder_gradients(gradients, tape, {**parts, **self._loss_parts(terms)})
+    self._log_gradients(experience, gradients, tape, parts, self._loss_parts(terms))
     del tape
     for name, value in terms.items():
       tf.summary.scalar(f'Losses/{name}', value, step=self.train_step_counter)

@@ -55,7 +55,7 @@ class GmasAgent(crar_agent.CrarAgent):
     super().__init__(time_step_spec, action_spec, name=name, **kwargs)
 
   def _loss_parts(self, terms: Dict[str, tf.Tensor]) -> Dict[str, Tuple[float, tf.Tensor]]:
-    """The Q loss's two parts, each pulling on the encoder: the TD error and the matching."""
+    """The Q loss's two parts: the TD error and the matching."""
     if self._distance == 'none':
       return {}
     weight = self._loss_weights['q']
@@ -90,8 +90,5 @@ class GmasAgent(crar_agent.CrarAgent):
     terms.update(
         td=terms['q'], q=terms['q'] + self._alpha * matching, gradient_matching=matching,
         slope_cosine=tf.reduce_mean(gradient_matching.cosine_similarity(label, prediction)),
-        label_norm=tf.reduce_mean(tf.norm(label, axis=-1)),
-        # How steep the model-free Q is in x: the cosine's pull on the prediction grows as
-        # 1 / ||dQ(x, a)/dx||, so a flat Q makes the matching term's gradient large.
-        prediction_norm=tf.reduce_mean(tf.norm(prediction, axis=-1)))
+        label_norm=tf.reduce_mean(tf.norm(label, axis=-1)))
     return terms

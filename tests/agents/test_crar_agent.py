@@ -210,7 +210,7 @@ def test_dense_abstract_state_option(batches):
 
 
 @pytest.mark.parametrize('scheme', ['deer', 'per_loss', 'joint'])
-def test_each_loss_pull_on_the_encoder_is_logged_with_the_losses(batches, scheme, tmp_path):
+def test_each_loss_pull_is_logged_with_the_losses(batches, scheme, tmp_path):
   # As bin/train records: on the steps whose count is a multiple of the interval (here 2).
   agent = make_agent(update_scheme=scheme)
   writer = tf.summary.create_file_writer(str(tmp_path))
@@ -227,3 +227,22 @@ def test_each_loss_pull_on_the_encoder_is_logged_with_the_losses(batches, scheme
   assert steps['Losses/q'] == [2]
   for name in crar_agent.LOSS_ORDER:
     assert steps[f'Gradients/encoder/{name}'] == [2], name
+  assert steps['Gradients/q_network/q'] == steps['Diagnostics/q_slope_norm'] == [2]
+
+
+def test_q_slope_norm_is_the_mean_norm_of_dq_dx_after_the_update(batches, tmp_path):
+  agent = make_agent()
+  with tf.summary.create_file_writer(str(tmp_path)).as_default(), tf.summary.record_if(True):
+    tf.function(agent.train)(batches[0])
+  logged = {}
+  for path in tmp_path.glob('events.out.tfevents.*'):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        logged[value.tag] = float(tf.make_ndarray(value.tensor))
+  x = agent.network('encoder')(batches[0].observation)
+  with tf.GradientTape() as tape:  # by hand: d Q(x, a) / dx, one sample per row
+    tape.watch(x)
+    chosen = tf.gather(agent.network('q_network')(x), batches[0].action, batch_dims=1)
+  slope = tape.gradient(chosen, x).numpy().reshape(len(x), -1)
+  assert logged['Diagnostics/q_slope_norm'] == pytest.approx(
+      np.linalg.norm(slope, axis=-1).mean(), rel=1e-5)
