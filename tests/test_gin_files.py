@@ -50,7 +50,7 @@ def test_gin_file_builds_the_agent_it_names(path, tmp_path, monkeypatch):
 
 
 SWEEPS = [os.path.join(REPO, 'gin', 'experiments', name)
-          for name in ('figure1.gin', 'data_size.gin', 'depth_discount.gin')]
+          for name in ('figure1.gin', 'data_size.gin', 'depth_discount.gin', 'gmas_pulls.gin')]
 
 
 @pytest.mark.parametrize('path', SWEEPS, ids=os.path.basename)
@@ -114,6 +114,15 @@ def test_figure1_crar_seed_0_is_the_update_schemes_per_loss_run(monkeypatch):
     assert _bound(figure1['crar'], name) == _bound(schemes['crar_per_loss'], name), name
 
 
+def test_gmas_pulls_q_only_run_stops_the_matching_term_at_x(monkeypatch):
+  monkeypatch.chdir(REPO)
+  runs = sweep_runs('gmas_pulls.gin')
+  assert _bound(runs['gmas_cosine_d3_q_only'], 'GmasAgent.matching_trains_encoder') is False
+  with pytest.raises(ValueError, match='no value bound'):  # the paper's default, True
+    _bound(runs['gmas_cosine_d3'], 'GmasAgent.matching_trains_encoder')
+  assert _bound(runs['gmas_cosine_d3'], 'GmasAgent.training_depth') == 3
+
+
 def test_long_crar_run_config():
   cli.parse_gin([os.path.join(REPO, 'gin', 'experiments', 'crar_2e5_long.gin')], [])
   assert gin.query_parameter('ensure_dataset.num_transitions') == 200_000
@@ -125,9 +134,10 @@ def _bound(run, name):
   """The value `name` takes in `run` (its gin file plus the sweep's bindings)."""
   command = run.command('bin/train')
   cli.parse_gin([os.path.join(REPO, run.gin_file)], command[command.index('--gin_param') + 1:-2:2])
-  value = gin.query_parameter(name)
-  gin.clear_config()
-  return value
+  try:
+    return gin.query_parameter(name)
+  finally:
+    gin.clear_config()
 
 
 def test_update_schemes_sweep_runs_the_scheme_each_name_says(monkeypatch, tmp_path):
