@@ -15,6 +15,10 @@ from gmas_tf import statistics
 
 # curves[method][depth] = (steps [T], scores [runs, T], seeds [runs])
 Curves = Dict[str, Dict[int, tuple]]
+# Each raw score column's normalized one: 0 for the worst return (-0.1 x 50 steps), 1 for
+# the optimal tour, per maze (gmas_tf.evaluation).
+NORMALIZED = {'held_out_score': 'held_out_normalized',
+              'held_out_epsilon_score': 'held_out_epsilon_normalized'}
 
 
 def load_curves(root_dir: str, metric: str = 'held_out_score',
@@ -29,6 +33,8 @@ def load_curves(root_dir: str, metric: str = 'held_out_score',
     method = os.path.basename(os.path.dirname(seed_dir))
     with open(path) as stream:
       rows = list(csv.DictReader(stream))
+    if rows and metric not in rows[0]:
+      raise ValueError(f'{path} has no column {metric!r}.')
     if rows:
       seed = int(os.path.basename(seed_dir)[len('seed_'):])
       if seeds is None or seed in seeds:
@@ -112,18 +118,49 @@ def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
   return '\n'.join(lines)
 
 
-def crossing_table(curves: Curves, threshold: float, what: str) -> str:
+def first_crossings(steps: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+  """Per run, the first evaluated step whose score exceeds `threshold`; inf if none did."""
+  above = scores > threshold
+  return np.where(above.any(axis=1), steps[np.argmax(above, axis=1)], np.inf)
+
+
+def _crossing_difference(x: float, x_last: int, y: float, y_last: int) -> str:
+  """x's crossing step minus y's on one seed; a bound where a run never crossed by its
+  last step ('<' x sooner by at least, '>' later by at least)."""
+  if np.isfinite(x) and np.isfinite(y):
+    return f'{x - y:+.0f}'
+  if np.isfinite(x):
+    return f'<{x - y_last:+.0f}'
+  if np.isfinite(y):
+    return f'>{x_last - y:+.0f}'
+  return 'neither'
+
+
+def crossing_table(curves: Curves, threshold: float, what: str,
+                   baseline: str = 'crar') -> str:
   """Per method and depth, the first evaluated step at which each seed's score exceeds
-  `threshold` ('-' for a seed that never did by its last evaluation)."""
-  lines = [f'First evaluated step with a score above {what} ({threshold:.2f}), per seed:', '',
-           '| method | depth | first step, per seed | last step |', '|---|---|---|---|']
+  `threshold` ('-' for a seed that never did by its last evaluation), and on each seed the
+  method shares with `baseline` (the same dataset) the difference of the two steps."""
+  lines = [f'First evaluated step with a score above {what} ({threshold:.2f}), per seed, '
+           f'and minus {baseline}\'s on the same seed (negative: sooner; a bound where a '
+           'run never crossed):', '',
+           f'| method | depth | first step, per seed | minus {baseline}, per seed | last step |',
+           '|---|---|---|---|---|']
   for method in sorted(curves):
     for depth, (steps, scores, seeds) in sorted(curves[method].items()):
-      cells = []
-      for seed, run in zip(seeds, scores):
-        above = np.flatnonzero(run > threshold)
-        cells.append(f'seed {seed}: {steps[above[0]] if len(above) else "-"}')
-      lines.append(f'| {method} | {depth} | {", ".join(cells)} | {steps[-1]} |')
+      crossed = first_crossings(steps, scores, threshold)
+      cells = [f'seed {seed}: {step:.0f}' if np.isfinite(step) else f'seed {seed}: -'
+               for seed, step in zip(seeds, crossed)]
+      differences = []
+      if method != baseline and depth in curves.get(baseline, {}):
+        base_steps, base_scores, base_seeds = curves[baseline][depth]
+        base_crossed = dict(zip(base_seeds, first_crossings(base_steps, base_scores,
+                                                            threshold)))
+        differences = [f'seed {seed}: ' + _crossing_difference(
+            step, steps[-1], base_crossed[seed], base_steps[-1])
+                       for seed, step in zip(seeds, crossed) if seed in base_crossed]
+      lines.append(f'| {method} | {depth} | {", ".join(cells)} | {", ".join(differences)} '
+                   f'| {steps[-1]} |')
   return '\n'.join(lines)
 
 

@@ -23,6 +23,8 @@ def write_run(root, method, seed, scores_by_step, depths=(0, 3), random_score=-3
         writer.writerow(dict(epoch=epoch, step=step, depth=depth, deer_score=score,
                              held_out_score=score + depth, held_out_sem=0.1,
                              held_out_epsilon_score=score + depth + 0.5,
+                             held_out_normalized=(score + depth + 5) / 7,
+                             held_out_epsilon_normalized=(score + depth + 5.5) / 7,
                              random_held_out_score=random_score, optimal_held_out_score=2.0))
 
 
@@ -92,6 +94,10 @@ def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
   with open(output + '.md') as stream:
     text = stream.read()
   assert text.count('Evaluation depth') == 2 and 'gmas_cosine_d1' in text
+  # Normalized 0.5 at depth 3: crar's seed 0 at 200 ((-1 + 5) / 7), seed 1 at 100.
+  half = text[text.index('the normalized score (0.50)'):]
+  assert ('| gmas_cosine_d1 | 3 | seed 0: 100, seed 1: 100 | seed 0: -100, seed 1: +0 | 200 |'
+          in half)
 
 
 def test_bin_report_keeps_only_the_seeds_asked_for(sweep_dir, tmp_path):
@@ -106,6 +112,9 @@ def test_bin_report_keeps_only_the_seeds_asked_for(sweep_dir, tmp_path):
   assert report.random_reference(sweep_dir, seeds=[2]) == pytest.approx(-2.9)
   result = run_bin('report', '--root_dir', sweep_dir, '--output', output, '--seeds', 'one')
   assert result.returncode == 1 and 'integers' in result.stderr
+  result = run_bin('report', '--root_dir', sweep_dir, '--output', output, '--metric', 'keys')
+  assert result.returncode == 1 and "no column 'keys'" in result.stderr
+  assert 'Traceback' not in result.stderr
 
 
 def test_bin_report_on_an_empty_directory_says_what_is_wrong(tmp_path):
@@ -147,5 +156,18 @@ def test_loss_table_averages_each_window_by_hand(tmp_path):
 def test_crossing_table_by_hand():
   curves = {'crar': {3: (np.array([5000, 10000, 15000]),
                          np.array([[-4.9, -3.5, -2.0], [-4.9, -4.8, -4.7]]), np.array([0, 2]))}}
-  table = report.crossing_table(curves, -3.75, 'the random policy')
-  assert '| crar | 3 | seed 0: 10000, seed 2: - | 15000 |' in table
+  curves['gmas'] = {3: (np.array([5000, 10000]), np.array([[-3.0, -2.0], [-4.0, -3.0],
+                                                          [-4.0, -4.0]]), np.array([0, 1, 2]))}
+  table = report.crossing_table(curves, -3.75, 'the random policy', baseline='crar')
+  assert '| crar | 3 | seed 0: 10000, seed 2: - |  | 15000 |' in table
+  # seed 0: 5000 - 10000; seed 1: crar has no seed 1; seed 2: sooner by at least 15000 - 10000
+  assert ('| gmas | 3 | seed 0: 5000, seed 1: 10000, seed 2: - | seed 0: -5000, seed 2: neither '
+          '| 10000 |') in table
+  curves['gmas'][3][1][2] = [-4.0, -3.0]
+  curves['crar'][3][1][0] = [-4.9, -4.8, -4.7]
+  table = report.crossing_table(curves, -3.75, 'the random policy', baseline='crar')
+  assert 'seed 0: <-10000, seed 2: <-5000 |' in table  # crar never crossed by 15000
+  curves['gmas'][3][1][:] = -4.5
+  curves['crar'][3][1][0] = [-4.9, -3.0, -2.0]
+  table = report.crossing_table(curves, -3.75, 'the random policy', baseline='crar')
+  assert 'seed 0: >+0, seed 2: neither |' in table  # crar at 10000; gmas not by 10000
