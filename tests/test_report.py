@@ -135,6 +135,30 @@ def test_bin_plot_curves_draws_several_runs(sweep_dir, tmp_path):
   assert result.returncode == 0, result.stderr
 
 
+def test_bin_plot_curves_tables_and_plots_the_scalars_of_every_run(sweep_dir, tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  runs = [os.path.join(sweep_dir, 'crar', 'seed_0'), os.path.join(sweep_dir, 'crar', 'seed_1')]
+  for scale, run in enumerate(runs, 1):
+    with tf.summary.create_file_writer(os.path.join(run, 'train')).as_default():
+      for step in (100, 200):
+        tf.summary.scalar('Gradients/encoder/q', scale * step, step=step)
+        tf.summary.scalar('Gradients/encoder/reward', 1.0, step=step)
+        tf.summary.scalar('Diagnostics/q_slope_norm', scale * 0.5, step=step)
+        tf.summary.scalar('Losses/q', 9.0, step=step)
+  losses = str(tmp_path / 'losses.png')
+  result = run_bin('plot_curves', '--root_dir', runs[0], '--root_dir', runs[1],
+                   '--output', str(tmp_path / 'curves.png'), '--losses_output', losses,
+                   '--scalar_prefix', 'Gradients/,Diagnostics/',
+                   '--scalars', 'encoder/q,q_slope_norm', '--loss_table_window', '200')
+  assert result.returncode == 0, result.stderr
+  assert os.path.getsize(losses) > 10_000
+  tables = result.stdout.split('crar/seed_1:')
+  assert 'crar/seed_0:' in tables[0] and len(tables) == 2
+  for scale, table in enumerate(tables, 1):
+    assert '| updates | encoder/q | q_slope_norm |' in table  # not reward, not Losses/q
+    assert f'| 1-200 | {150 * scale:.4f} | {0.5 * scale:.4f} |' in table
+
+
 def test_loss_table_averages_each_window_by_hand(tmp_path):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   with tf.summary.create_file_writer(str(tmp_path / 'train')).as_default():
