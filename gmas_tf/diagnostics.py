@@ -1,4 +1,5 @@
 """Does the learned model fit the data's rare events? A fixed probe of transitions.
+And how steep is the model-free Q in the abstract state, beside the planner's slope?
 
 Key pickups are about 0.6% of a random policy's transitions, so the batch-mean reward loss
 stays near zero whether or not the reward model has learned them. The probe holds up to
@@ -13,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from gmas_tf import data
+from gmas_tf import gradient_matching
 from gmas_tf import render
 
 PROBE_FIELDS = ('probe_key_reward', 'probe_step_reward', 'probe_terminal_discount',
@@ -54,3 +56,18 @@ def model_probe(agent, probe: Dict[str, np.ndarray]) -> Dict[str, float]:
   return dict(probe_key_reward=mean(reward, key), probe_step_reward=mean(reward, ~key),
               probe_terminal_discount=mean(discount, terminal),
               probe_transition_error=mean(error, ~terminal))
+
+
+def slope_probe(agent, probe: Dict[str, np.ndarray], depth: int) -> Dict[str, float]:
+  """On the probe's transitions: the mean norm of the model-free slope dQ(x, a)/dx, of
+  the planner's slope at `depth` (GMAS's label: the target Q, the current model), and the
+  mean cosine between the two, whether or not the agent was trained to match them."""
+  x = agent.network('encoder')(probe['observation'])
+  action = tf.constant(probe['action'])
+  label = gradient_matching.planner_slope(x, action, agent.target_network('q_network'),
+                                          agent.world_model, depth, agent.branching)
+  prediction = gradient_matching.model_free_slope(x, action, agent.network('q_network'))
+  return dict(q_slope_norm=float(tf.reduce_mean(tf.norm(prediction, axis=-1))),
+              label_norm=float(tf.reduce_mean(tf.norm(label, axis=-1))),
+              slope_cosine=float(tf.reduce_mean(
+                  gradient_matching.cosine_similarity(label, prediction))))

@@ -1,4 +1,5 @@
-"""The model probe: which transitions it holds, and what it reports on hand-set networks."""
+"""The model probe: which transitions it holds, and what it reports on hand-set networks;
+the slope probe against its definition."""
 
 import types
 
@@ -47,3 +48,23 @@ def test_model_probe_on_hand_set_networks(arrays):
                                       probe_terminal_discount=0.3,
                                       probe_transition_error=0.25))
   assert set(result) == set(diagnostics.PROBE_FIELDS)
+
+
+def test_slope_probe_at_depth_0_compares_q_with_its_target(arrays):
+  from tf_agents.environments import tf_py_environment  # pylint: disable=g-import-not-at-top
+  from gmas_tf.agents import crar_agent  # pylint: disable=g-import-not-at-top
+  env = maze.MazeEnvironment(seed=0)
+  probe = diagnostics.probe_transitions(arrays, env.sprites, size=6)
+  tf_env = tf_py_environment.TFPyEnvironment(env)
+  agent = crar_agent.CrarAgent(tf_env.time_step_spec(), tf_env.action_spec())
+  agent.initialize()  # the targets are synced: the depth-0 planner is Q itself
+  x = agent.network('encoder')(probe['observation'])
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    chosen = tf.gather(agent.network('q_network')(x), probe['action'], batch_dims=1)
+  norm = np.linalg.norm(tape.gradient(chosen, x).numpy().reshape(len(x), -1), axis=-1).mean()
+  result = diagnostics.slope_probe(agent, probe, depth=0)
+  assert result == pytest.approx(dict(q_slope_norm=norm, label_norm=norm, slope_cosine=1.0),
+                                 rel=1e-5)
+  deeper = diagnostics.slope_probe(agent, probe, depth=2)
+  assert deeper['q_slope_norm'] == pytest.approx(norm, rel=1e-5) and deeper['slope_cosine'] < 1

@@ -115,6 +115,14 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   assert missing.returncode == 1 and 'holds no SavedModel' in missing.stderr
   assert 'Traceback' not in missing.stderr
 
+  probe = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'probe_model'),
+                          '--root_dir', str(tmp_path / 'run'), '--size', '8', '--depth', '2'],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert probe.returncode == 0, probe.stderr[-3000:]
+  probed = json.loads(probe.stdout[probe.stdout.index('{'):])
+  assert probed['step'] == 8 and probed['q_slope_norm'] > 0 and probed['label_norm'] > 0
+  assert -1.0 <= probed['slope_cosine'] <= 1.0
+
 
 def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, data_root):
   root = tmp_path / 'run'

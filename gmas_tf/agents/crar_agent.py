@@ -198,6 +198,11 @@ class CrarAgent(tf_agent.TFAgent):
     return planning.keras_world_model(self._transition, self._reward, self._discount)
 
   @property
+  def branching(self) -> int:
+    """b: the actions the planner expands below the root."""
+    return self._branching
+
+  @property
   def optimizers(self):
     return self._optimizers
 
