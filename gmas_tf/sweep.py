@@ -14,7 +14,8 @@ next time; any other run resumes from its checkpoints when the sweep is started 
 
 Checkpoints live only as long as root_dir does. To accumulate a sweep over sessions whose
 working space does not survive (a fresh checkout each time), give a `results_dir` that is
-kept (committed): every finished run's summaries (SUMMARY_FILES) are copied to
+kept (committed): every finished run's summaries (SUMMARY_FILES, and its TensorBoard
+training scalars, SUMMARY_DIRS, about 0.5 MB for 40k updates) are copied to
 results_dir/name/seed_s, and a run whose summaries are there counts as finished. bin/report
 reads results_dir like a root_dir. While a run trains, its latest checkpoint and its
 evaluations so far are kept in results_dir/name/seed_s/unfinished (the latest only, about
@@ -36,6 +37,7 @@ import gin
 FINISHED_FILE = 'finished'
 LOG_FILE = 'train.log'
 SUMMARY_FILES = ('evaluations.csv', 'operative_config.gin', FINISHED_FILE)
+SUMMARY_DIRS = ('train',)  # the losses, pulls and diagnostics (bin/plot_curves reads them)
 UNFINISHED_DIR = 'unfinished'
 CHECKPOINT_DIR = 'checkpoints'
 
@@ -79,13 +81,20 @@ class Run(NamedTuple):
     open(os.path.join(self.root_dir, FINISHED_FILE), 'w').close()
     if self.results_dir:
       os.makedirs(self.results_dir, exist_ok=True)
+      self._copy_summary_dirs(self.results_dir)
       for name in SUMMARY_FILES:  # `finished` last: the copy is whole once it is there
         shutil.copyfile(os.path.join(self.root_dir, name), os.path.join(self.results_dir, name))
       shutil.rmtree(os.path.join(self.results_dir, UNFINISHED_DIR), ignore_errors=True)
 
+  def _copy_summary_dirs(self, destination: str):
+    for name in SUMMARY_DIRS:
+      if os.path.isdir(os.path.join(self.root_dir, name)):
+        shutil.copytree(os.path.join(self.root_dir, name), os.path.join(destination, name),
+                        dirs_exist_ok=True)
+
   def keep_progress(self) -> bool:
-    """Copies the run's latest checkpoint and evaluations to results_dir/unfinished if they
-    are newer than the kept ones (the kept checkpoint is replaced, never accumulated).
+    """Copies the run's latest checkpoint, evaluations and training scalars to
+    results_dir/unfinished if they are newer than the kept ones (the kept checkpoint is replaced, never accumulated).
     Returns whether it copied."""
     if not self.results_dir:
       return False
@@ -103,6 +112,7 @@ class Run(NamedTuple):
     for name in ('evaluations.csv', 'operative_config.gin'):
       if os.path.exists(os.path.join(self.root_dir, name)):
         shutil.copyfile(os.path.join(self.root_dir, name), os.path.join(staging, name))
+    self._copy_summary_dirs(staging)
     shutil.rmtree(kept, ignore_errors=True)
     os.rename(staging, kept)
     return True

@@ -149,7 +149,8 @@ def test_bin_plot_curves_tables_and_plots_the_scalars_of_every_run(sweep_dir, tm
   result = run_bin('plot_curves', '--root_dir', runs[0], '--root_dir', runs[1],
                    '--output', str(tmp_path / 'curves.png'), '--losses_output', losses,
                    '--scalar_prefix', 'Gradients/,Diagnostics/',
-                   '--scalars', 'encoder/q,q_slope_norm', '--loss_table_window', '200')
+                   '--scalars', 'encoder/q,q_slope_norm', '--loss_table_window', '200',
+                   '--log_scalars')
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(losses) > 10_000
   tables = result.stdout.split('crar/seed_1:')

@@ -112,6 +112,8 @@ import os, sys
 root = sys.argv[sys.argv.index('--root_dir') + 1]
 open(os.path.join(root, 'evaluations.csv'), 'w').write('step,depth\\n10,0\\n')
 open(os.path.join(root, 'operative_config.gin'), 'w').write(' '.join(sys.argv[1:]))
+os.makedirs(os.path.join(root, 'train'), exist_ok=True)
+open(os.path.join(root, 'train', 'events.out.tfevents.1'), 'w').write('scalars')
 """
 
 
@@ -123,7 +125,8 @@ def test_results_dir_keeps_summaries_and_a_new_session_skips_those_runs(tmp_path
                            results_dir=str(results))
   assert sweep.run_all(first[:1], str(fake), poll_seconds=0.01) == []
   kept = results / 'a' / 'seed_0'
-  assert sorted(os.listdir(kept)) == sorted(sweep.SUMMARY_FILES)
+  assert sorted(os.listdir(kept)) == sorted(sweep.SUMMARY_FILES + sweep.SUMMARY_DIRS)
+  assert (kept / 'train' / 'events.out.tfevents.1').read_text() == 'scalars'
   assert (kept / 'evaluations.csv').read_text() == 'step,depth\n10,0\n'
   assert 'train.seed = 0' in (kept / 'operative_config.gin').read_text()
   # A later session: a fresh root_dir, the same kept folder.
@@ -192,6 +195,8 @@ def test_unfinished_run_keeps_only_its_latest_checkpoint_and_a_new_session_resum
   (root / 'evaluations.csv').write_text('step,depth\n5,0\n')
   assert run.keep_progress() and not run.keep_progress()  # the second call: nothing new
   write_checkpoint(root / 'checkpoints', 10)
+  (root / 'train').mkdir()
+  (root / 'train' / 'events.out.tfevents.1').write_text('scalars to 10')
   assert run.keep_progress()
   kept = results / 'a' / 'seed_0' / 'unfinished'
   assert sorted(os.listdir(kept / 'checkpoints')) == [
@@ -205,10 +210,13 @@ def test_unfinished_run_keeps_only_its_latest_checkpoint_and_a_new_session_resum
   assert (new_root / 'checkpoints' / 'ckpt-10.index').read_text() == '10.index'
   assert (new_root / 'evaluations.csv').read_text() == 'step,depth\n5,0\n'
   assert not later.restore_progress()  # root_dir has its own checkpoint now
-  # Once the run finishes, the kept checkpoint goes.
+  # Once the run finishes, the kept checkpoint goes; both sessions' scalars stay.
   (new_root / 'operative_config.gin').write_text('')
+  (new_root / 'train' / 'events.out.tfevents.2').write_text('scalars from 10')
   later.mark_finished()
   assert not kept.exists() and later.finished
+  assert sorted(os.listdir(results / 'a' / 'seed_0' / 'train')) == [
+      'events.out.tfevents.1', 'events.out.tfevents.2']
 
 
 def test_sweep_keeps_the_checkpoint_of_a_training_run(tmp_path):
