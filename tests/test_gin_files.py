@@ -123,6 +123,16 @@ def test_gmas_pulls_q_only_run_stops_the_matching_term_at_x(monkeypatch):
   assert _bound(runs['gmas_cosine_d3'], 'GmasAgent.training_depth') == 3
 
 
+def test_gmas_delay_run_is_figure1_s_gmas_d3_with_the_delay(monkeypatch):
+  monkeypatch.chdir(REPO)
+  figure1, delayed = sweep_runs('figure1.gin'), sweep_runs('gmas_delay.gin')
+  run = delayed['gmas_cosine_d3_delay10k']
+  assert run.bindings == figure1['gmas_cosine_d3'].bindings
+  assert _bound(run, 'GmasAgent.matching_delay') == 10_000
+  for name in ('GmasAgent.training_depth', 'GmasAgent.distance', 'CrarAgent.update_scheme'):
+    assert _bound(run, name) == _bound(figure1['gmas_cosine_d3'], name), name
+
+
 def test_long_crar_run_config():
   cli.parse_gin([os.path.join(REPO, 'gin', 'experiments', 'crar_2e5_long.gin')], [])
   assert gin.query_parameter('ensure_dataset.num_transitions') == 200_000

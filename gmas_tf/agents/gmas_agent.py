@@ -22,7 +22,7 @@ class GmasAgent(crar_agent.CrarAgent):
 
   def __init__(self, time_step_spec, action_spec, distance: str = 'cosine',
                alpha: float = 0.05, training_depth: int = 3, depth_discount: float = 1.0,
-               matching_trains_encoder: bool = True,
+               matching_trains_encoder: bool = True, matching_delay: int = 0,
                adaptive_depth_threshold: Optional[float] = None, name: str = 'GmasAgent',
                **kwargs):
     """Creates the agent.
@@ -36,6 +36,10 @@ class GmasAgent(crar_agent.CrarAgent):
       matching_trains_encoder: True (the paper) lets the matching term's gradient reach
         the encoder through x; False stops it there, so the term trains the Q network
         alone (a deviation from the paper, to measure how the term slows the model).
+      matching_delay: the matching term weighs 0 until this many updates are made, then
+        alpha (0: the paper, from the first update). A deviation from the paper, to test
+        whether matching the planner's slope while Q is still flat is what slows the
+        model; the term is computed and logged all along.
       adaptive_depth_threshold: None (the paper: every sample's label plans to
         training_depth) or a threshold on the one-step model error: each sample's label
         plans only as deep as its summed one-step errors stay below it
@@ -51,6 +55,7 @@ class GmasAgent(crar_agent.CrarAgent):
     self._training_depth = training_depth
     self._depth_discount = depth_discount
     self._matching_trains_encoder = matching_trains_encoder
+    self._matching_delay = matching_delay
     self._adaptive_depth_threshold = adaptive_depth_threshold
     super().__init__(time_step_spec, action_spec, name=name, **kwargs)
 
@@ -60,7 +65,12 @@ class GmasAgent(crar_agent.CrarAgent):
       return {}
     weight = self._loss_weights['q']
     return dict(td=(weight, terms['td']),
-                gradient_matching=(weight * self._alpha, terms['gradient_matching']))
+                gradient_matching=(weight * self._matching_weight(), terms['gradient_matching']))
+
+  def _matching_weight(self) -> tf.Tensor:
+    """alpha, or 0 while fewer than matching_delay updates are made."""
+    started = tf.cast(self.train_step_counter >= self._matching_delay, tf.float32)
+    return self._alpha * started
 
   def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
     if self._distance == 'none':
@@ -88,7 +98,8 @@ class GmasAgent(crar_agent.CrarAgent):
         self._training_depth, self._branching, self._depth_discount, sample_weights)
     matching = gradient_matching.distance(label, prediction, self._distance)
     terms.update(
-        td=terms['q'], q=terms['q'] + self._alpha * matching, gradient_matching=matching,
+        td=terms['q'], q=terms['q'] + self._matching_weight() * matching,
+        gradient_matching=matching,
         slope_cosine=tf.reduce_mean(gradient_matching.cosine_similarity(label, prediction)),
         label_norm=tf.reduce_mean(tf.norm(label, axis=-1)))
     return terms
