@@ -156,9 +156,10 @@ def crossing_table(curves: Curves, threshold: float, what: str,
         base_steps, base_scores, base_seeds = curves[baseline][depth]
         base_crossed = dict(zip(base_seeds, first_crossings(base_steps, base_scores,
                                                             threshold)))
-        differences = [f'seed {seed}: ' + _crossing_difference(
-            step, steps[-1], base_crossed[seed], base_steps[-1])
-                       for seed, step in zip(seeds, crossed) if seed in base_crossed]
+        differences = [
+            f'seed {seed}: '
+            + _crossing_difference(step, steps[-1], base_crossed[seed], base_steps[-1])
+            for seed, step in zip(seeds, crossed) if seed in base_crossed]
       lines.append(f'| {method} | {depth} | {", ".join(cells)} | {", ".join(differences)} '
                    f'| {steps[-1]} |')
   return '\n'.join(lines)

@@ -17,9 +17,9 @@ working space does not survive (a fresh checkout each time), give a `results_dir
 kept (committed): every finished run's summaries (SUMMARY_FILES, and its TensorBoard
 training scalars, SUMMARY_DIRS, about 0.5 MB for 40k updates) are copied to
 results_dir/name/seed_s, and a run whose summaries are there counts as finished. bin/report
-reads results_dir like a root_dir. While a run trains, its latest checkpoint and its
-evaluations so far are kept in results_dir/name/seed_s/unfinished (the latest only, about
-1.6 MB for CRAR; removed when the run finishes); a run whose root_dir has no checkpoint
+reads results_dir like a root_dir. While a run trains, its latest checkpoint, its
+evaluations and scalars so far are kept in results_dir/name/seed_s/unfinished (the latest
+checkpoint only, about 1.6 MB for CRAR; removed when the run finishes); a run whose root_dir has no checkpoint
 starts from there, so a session cut off loses at most one epoch of each run.
 """
 
@@ -94,8 +94,8 @@ class Run(NamedTuple):
 
   def keep_progress(self) -> bool:
     """Copies the run's latest checkpoint, evaluations and training scalars to
-    results_dir/unfinished if they are newer than the kept ones (the kept checkpoint is replaced, never accumulated).
-    Returns whether it copied."""
+    results_dir/unfinished if they are newer than the kept ones (the kept checkpoint is
+    replaced, never accumulated). Returns whether it copied."""
     if not self.results_dir:
       return False
     source = os.path.join(self.root_dir, CHECKPOINT_DIR)

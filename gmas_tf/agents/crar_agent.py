@@ -397,8 +397,9 @@ class CrarAgent(tf_agent.TFAgent):
       # One gradient served all losses: each one's own is taken on recorded steps only.
       gradients = {}
       parts = {name: (self._loss_weights[name], terms[name]) for name in LOSS_ORDER}
+    q_parts = self._loss_parts(terms)  # their weights as in this update, before it counts
     self._in_cross_replica_context(lambda: self.train_step_counter.assign_add(1))
-    self._log_gradients(experience, gradients, tape, parts, self._loss_parts(terms))
+    self._log_gradients(experience, gradients, tape, parts, q_parts)
     del tape
     for name, value in terms.items():
       tf.summary.scalar(f'Losses/{name}', value, step=self.train_step_counter)

@@ -65,11 +65,12 @@ class GmasAgent(crar_agent.CrarAgent):
       return {}
     weight = self._loss_weights['q']
     return dict(td=(weight, terms['td']),
-                gradient_matching=(weight * self._matching_weight(), terms['gradient_matching']))
+                gradient_matching=(weight * self._matching_weight(terms['gradient_matching']),
+                                   terms['gradient_matching']))
 
-  def _matching_weight(self) -> tf.Tensor:
-    """alpha, or 0 while fewer than matching_delay updates are made."""
-    started = tf.cast(self.train_step_counter >= self._matching_delay, tf.float32)
+  def _matching_weight(self, matching: tf.Tensor) -> tf.Tensor:
+    """alpha, or 0 while fewer than matching_delay updates are made (in matching's dtype)."""
+    started = tf.cast(self.train_step_counter >= self._matching_delay, matching.dtype)
     return self._alpha * started
 
   def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -98,7 +99,7 @@ class GmasAgent(crar_agent.CrarAgent):
         self._training_depth, self._branching, self._depth_discount, sample_weights)
     matching = gradient_matching.distance(label, prediction, self._distance)
     terms.update(
-        td=terms['q'], q=terms['q'] + self._matching_weight() * matching,
+        td=terms['q'], q=terms['q'] + self._matching_weight(matching) * matching,
         gradient_matching=matching,
         slope_cosine=tf.reduce_mean(gradient_matching.cosine_similarity(label, prediction)),
         label_norm=tf.reduce_mean(tf.norm(label, axis=-1)))

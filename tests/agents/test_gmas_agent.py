@@ -58,6 +58,17 @@ def test_delayed_matching_is_crar_until_the_delay_then_not(batch, scheme):
       assert gap == 0.0
 
 
+def test_delayed_matching_logs_no_pull_while_it_weighs_0(batch, tmp_path):
+  agent = make(gmas_agent.GmasAgent, distance='cosine', alpha=1.0, training_depth=1,
+               matching_delay=1, update_scheme='per_loss')
+  with tf.summary.create_file_writer(str(tmp_path)).as_default(), tf.summary.record_if(True):
+    tf.function(agent.train)(batch)  # the first update: no update made before it
+  logged = logged_scalars(tmp_path)
+  assert logged['Gradients/q_network/td'][1] > 0 and logged['Losses/gradient_matching'][1] > 0
+  assert logged['Gradients/q_network/gradient_matching'] == (1, 0.0)
+  assert logged['Gradients/encoder/gradient_matching'] == (1, 0.0)
+
+
 @pytest.mark.parametrize('distance,alpha', [('cosine', 0.05), ('l2', 1.0)])
 def test_q_loss_is_td_plus_alpha_distance(batch, distance, alpha):
   agent = make(gmas_agent.GmasAgent, distance=distance, alpha=alpha, training_depth=1)
