@@ -7,7 +7,7 @@ Methods are compared at the same budget: the last evaluation step every run has 
 import csv
 import glob
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -254,17 +254,21 @@ def performance_profiles(curves: Curves, output: str, xlabel: str = 'held-out sc
   plt.close(fig)
 
 
-def read_losses(root_dir: str, prefix: str = 'Losses/') -> Dict[str, tuple]:
-  """{name: (steps, values)} of the scalars under `prefix` (Losses/, Gradients/encoder/)
-  that a bin/train run wrote to root_dir/train; name is the tag without the prefix."""
+def read_losses(root_dir: str, prefix: Union[str, Sequence[str]] = 'Losses/'
+                ) -> Dict[str, tuple]:
+  """{name: (steps, values)} of the scalars under `prefix` (Losses/, Gradients/encoder/;
+  or several prefixes, the files read once) that a bin/train run wrote to root_dir/train;
+  name is the tag without its prefix."""
+  prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only this needs it)
   series: Dict[str, dict] = {}
   for path in sorted(glob.glob(os.path.join(root_dir, 'train', 'events.out.tfevents.*'))):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        if value.tag.startswith(prefix):
-          series.setdefault(value.tag[len(prefix):], {})[event.step] = float(
-              tf.make_ndarray(value.tensor))
+        for start in prefixes:
+          if value.tag.startswith(start):
+            series.setdefault(value.tag[len(start):], {})[event.step] = float(
+                tf.make_ndarray(value.tensor))
   return {name: tuple(zip(*sorted(points.items()))) for name, points in series.items()}
 
 
