@@ -50,7 +50,8 @@ def test_gin_file_builds_the_agent_it_names(path, tmp_path, monkeypatch):
 
 
 SWEEPS = [os.path.join(REPO, 'gin', 'experiments', name)
-          for name in ('figure1.gin', 'data_size.gin', 'depth_discount.gin', 'gmas_pulls.gin')]
+          for name in ('figure1.gin', 'data_size.gin', 'depth_discount.gin', 'gmas_pulls.gin',
+                       'adaptive_depth.gin')]
 
 
 @pytest.mark.parametrize('path', SWEEPS, ids=os.path.basename)
@@ -75,19 +76,26 @@ def sweep_runs(name):
   return {run.name: run for run in runs if run.seed == 0}
 
 
-def test_depth_discount_baseline_is_the_figure1_cell(monkeypatch):
-  # Its gamma' = 1 runs are copied from figure1's gmas_cosine_d3: they must be the same runs.
+@pytest.mark.parametrize('name, baseline, parameter, values', [
+    ('depth_discount.gin', 'cosine_d3_gamma1', 'GmasAgent.depth_discount',
+     {'cosine_d3_gamma1': 1.0, 'cosine_d3_gamma0.5': 0.5}),
+    ('adaptive_depth.gin', 'cosine_d3_fixed', 'GmasAgent.adaptive_depth_threshold',
+     {'cosine_d3_fixed': 'unbound', 'cosine_d3_adaptive': 3e-3}),
+])
+def test_variant_baseline_is_the_figure1_cell(name, baseline, parameter, values, monkeypatch):
+  # The baseline runs are copied from figure1's gmas_cosine_d3: they must be the same runs.
   monkeypatch.chdir(REPO)
-  figure1, depth_discount = sweep_runs('figure1.gin'), sweep_runs('depth_discount.gin')
-  baseline = depth_discount['cosine_d3_gamma1']
-  assert baseline.gin_file == figure1['gmas_cosine_d3'].gin_file
-  assert baseline.bindings == figure1['gmas_cosine_d3'].bindings
-  discounts = {}
-  for name, run in depth_discount.items():
-    cli.parse_gin([run.gin_file], list(run.bindings))
-    discounts[name] = gin.query_parameter('GmasAgent.depth_discount')
-    gin.clear_config()
-  assert discounts == {'cosine_d3_gamma1': 1.0, 'cosine_d3_gamma0.5': 0.5}
+  figure1, variants = sweep_runs('figure1.gin'), sweep_runs(name)
+  assert variants[baseline].gin_file == figure1['gmas_cosine_d3'].gin_file
+  assert variants[baseline].bindings == figure1['gmas_cosine_d3'].bindings
+  bound = {}
+  for run_name, run in variants.items():
+    assert _bound(run, 'GmasAgent.training_depth') == 3
+    try:
+      bound[run_name] = _bound(run, parameter)
+    except ValueError:  # the paper's default
+      bound[run_name] = 'unbound'
+  assert bound == values
 
 
 def test_figure1_headline_runs_are_figure1_runs(monkeypatch):
