@@ -258,17 +258,23 @@ def read_losses(root_dir: str, prefix: Union[str, Sequence[str]] = 'Losses/'
                 ) -> Dict[str, tuple]:
   """{name: (steps, values)} of the scalars under `prefix` (Losses/, Gradients/encoder/;
   or several prefixes, the files read once) that a bin/train run wrote to root_dir/train;
-  name is the tag without its prefix."""
+  name is the tag without its prefix. Raises ValueError where two prefixes give one name
+  (Gradients/encoder/q and Gradients/q_network/q under both prefixes), which would mix two
+  series."""
   prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only this needs it)
   series: Dict[str, dict] = {}
+  tags: Dict[str, str] = {}
   for path in sorted(glob.glob(os.path.join(root_dir, 'train', 'events.out.tfevents.*'))):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
         for start in prefixes:
           if value.tag.startswith(start):
-            series.setdefault(value.tag[len(start):], {})[event.step] = float(
-                tf.make_ndarray(value.tensor))
+            name = value.tag[len(start):]
+            if tags.setdefault(name, value.tag) != value.tag:
+              raise ValueError(f'The scalars {tags[name]} and {value.tag} would both be named '
+                               f'{name!r}; pass a shorter prefix that keeps them apart.')
+            series.setdefault(name, {})[event.step] = float(tf.make_ndarray(value.tensor))
   return {name: tuple(zip(*sorted(points.items()))) for name, points in series.items()}
 
 

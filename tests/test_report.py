@@ -158,6 +158,15 @@ def test_bin_plot_curves_tables_and_plots_the_scalars_of_every_run(sweep_dir, tm
   for scale, table in enumerate(tables, 1):
     assert '| updates | encoder/q | q_slope_norm |' in table  # not reward, not Losses/q
     assert f'| 1-200 | {150 * scale:.4f} | {0.5 * scale:.4f} |' in table
+  # Prefixes under which two scalars share a name end in one sentence, nothing drawn.
+  result = run_bin('plot_curves', '--root_dir', runs[0], '--output', str(tmp_path / 'c.png'),
+                   '--losses_output', str(tmp_path / 'mixed.png'),
+                   '--scalar_prefix', 'Losses/,Gradients/encoder/')
+  assert result.returncode == 1
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith('error: The scalars ') and "would both be named 'q'" in last_line
+  assert 'Losses/q' in last_line and 'Gradients/encoder/q' in last_line
+  assert not os.path.exists(tmp_path / 'mixed.png')
 
 
 def test_loss_table_averages_each_window_by_hand(tmp_path):
@@ -176,6 +185,11 @@ def test_loss_table_averages_each_window_by_hand(tmp_path):
       '| 1-200 | 2.0000 | 0.5000 |', '| 201-300 | 5.0000 | 0.2500 |']
   assert report.loss_table(series, 200, names=['reward', 'absent']).splitlines()[0] == (
       '| updates | reward |')
+  # Two prefixes that give one name would mix two series: refused.
+  with pytest.raises(ValueError, match="would both be named 'q'"):
+    report.read_losses(str(tmp_path), ['Losses/', 'Gradients/encoder/'])
+  assert set(report.read_losses(str(tmp_path), ['Losses/', 'Gradients/'])) == {
+      'q', 'reward', 'encoder/q'}
 
 
 def test_crossing_table_by_hand():
