@@ -263,18 +263,19 @@ def read_losses(root_dir: str, prefix: Union[str, Sequence[str]] = 'Losses/'
   series."""
   prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only this needs it)
-  series: Dict[str, dict] = {}
-  tags: Dict[str, str] = {}
+  by_tag: Dict[str, dict] = {}
   for path in sorted(glob.glob(os.path.join(root_dir, 'train', 'events.out.tfevents.*'))):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        for start in prefixes:
-          if value.tag.startswith(start):
-            name = value.tag[len(start):]
-            if tags.setdefault(name, value.tag) != value.tag:
-              raise ValueError(f'The scalars {tags[name]} and {value.tag} would both be named '
-                               f'{name!r}; pass a shorter prefix that keeps them apart.')
-            series.setdefault(name, {})[event.step] = float(tf.make_ndarray(value.tensor))
+        if value.tag.startswith(prefixes):
+          by_tag.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  series, tags = {}, {}
+  for tag, points in by_tag.items():
+    name = tag[len(next(start for start in prefixes if tag.startswith(start))):]
+    if name in tags:
+      raise ValueError(f'The scalars {tags[name]} and {tag} would both be named {name!r}; '
+                       'pass a shorter prefix that keeps them apart.')
+    series[name], tags[name] = points, tag
   return {name: tuple(zip(*sorted(points.items()))) for name, points in series.items()}
 
 

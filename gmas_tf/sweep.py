@@ -19,8 +19,9 @@ training scalars, SUMMARY_DIRS, about 0.5 MB for 40k updates) are copied to
 results_dir/name/seed_s, and a run whose summaries are there counts as finished. bin/report
 reads results_dir like a root_dir. While a run trains, its latest checkpoint, its
 evaluations and scalars so far are kept in results_dir/name/seed_s/unfinished (the latest
-checkpoint only, about 1.6 MB for CRAR; removed when the run finishes); a run whose root_dir has no checkpoint
-starts from there, so a session cut off loses at most one epoch of each run.
+checkpoint only, about 1.6 MB for CRAR; removed when the run finishes); a run whose
+root_dir has no checkpoint starts from there, so a session cut off loses at most one epoch
+of each run.
 """
 
 import ctypes
