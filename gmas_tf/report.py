@@ -111,7 +111,7 @@ def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
       cells.append(_fmt(statistics.probability_of_improvement(finals[method],
                                                               finals[baseline])))
       cells.append(_paired_cell(finals[method], seeds[method], finals[baseline],
-                                seeds[baseline], repetitions))
+                                seeds[baseline]))
     else:
       cells += ['', '']
     lines.append('| ' + ' | '.join(cells) + ' |')
@@ -165,14 +165,15 @@ def crossing_table(curves: Curves, threshold: float, what: str,
   return '\n'.join(lines)
 
 
-def _paired_cell(x, x_seeds, y, y_seeds, repetitions: int) -> str:
-  """Mean of x - y over the seeds both have, its 95% t-interval, the exact sign-flip
-  p-value and the number of pairs."""
-  del repetitions  # a bootstrap over 3-5 pairs is too narrow; the t-interval is not
+def _paired_cell(x, x_seeds, y, y_seeds) -> str:
+  """Mean of x - y over the seeds both have, its 95% t-interval (a bootstrap over 3-5
+  pairs is too narrow), the exact sign-flip p-value and the number of pairs."""
   shared, x_index, y_index = np.intersect1d(x_seeds, y_seeds, return_indices=True)
   if not len(shared):
     return 'no shared seeds'
   differences = x[x_index] - y[y_index]
+  if len(shared) == 1:
+    return f'{differences[0]:+.2f} (1 pair: no interval)'
   mean, low, high = statistics.paired_t_interval(differences)
   p = statistics.sign_flip_p_value(differences)
   return f'{mean:+.2f} [{low:+.2f}, {high:+.2f}] p={p:.2f} ({len(shared)})'

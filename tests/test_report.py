@@ -80,7 +80,7 @@ def test_paired_difference_matches_seeds_not_positions(tmp_path):
   assert curves['crar'][0][2].tolist() == [2, 10]
   np.testing.assert_allclose(curves['crar'][0][1], [[-4], [-3]])
   table = report.depth_table(curves, 0, repetitions=50)
-  assert '| +2.00 [+nan, +nan] p=1.00 (1) |' in table  # -1 - (-3) on seed 10 alone
+  assert '| +2.00 (1 pair: no interval) |' in table  # -1 - (-3) on seed 10 alone
   write_run(root, 'l2', 7, [(100, -1.0)])
   assert 'no shared seeds' in report.depth_table(report.load_curves(root), 0, repetitions=50)
 
