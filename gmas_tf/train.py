@@ -220,6 +220,18 @@ def check_optimizer_format(path: str) -> None:
         'retrain in a new root_dir.')
 
 
+def check_optimizer_names(path: str, names) -> None:
+  """Refuses a checkpoint whose optimizers are not the ones this config builds (another
+  update scheme, or the reward and discount losses' RMSprop state shared or not)."""
+  saved = {n.split('/')[1] for n, _ in tf.train.list_variables(path)
+           if n.startswith('optimizers/')}
+  if saved != set(names):
+    raise TrainingError(
+        f'The checkpoint {path} holds the optimizers {sorted(saved)} but this config builds '
+        f'{sorted(names)}; resume it with the config it was made with (CrarAgent.update_scheme, '
+        'CrarAgent.reward_discount_state) or retrain in a new root_dir.')
+
+
 def _write_operative_config(root_dir):
   with open(os.path.join(root_dir, 'operative_config.gin'), 'w') as stream:
     stream.write(gin.operative_config_str())
@@ -288,6 +300,7 @@ class _Runner:
     latest = self._manager.latest_checkpoint
     if latest:
       check_optimizer_format(latest)
+      check_optimizer_names(latest, self._agent.optimizers)
       self._checkpoint.restore(latest).assert_existing_objects_matched()
     start_step = int(self._agent.train_step_counter.numpy())
     if start_step:

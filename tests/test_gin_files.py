@@ -118,8 +118,20 @@ def test_figure1_crar_seed_0_is_the_update_schemes_per_loss_run(monkeypatch):
   figure1, schemes = sweep_runs('figure1.gin'), sweep_runs('update_schemes.gin')
   for name in ('CrarAgent.update_scheme', 'train.epochs', 'train.steps_per_epoch',
                'held_out_score.num_mazes', 'train.train_mazes', 'ensure_dataset.num_transitions',
-               'CrarAgent.learning_rate'):
+               'CrarAgent.learning_rate', 'CrarAgent.reward_discount_state'):
     assert _bound(figure1['crar'], name) == _bound(schemes['crar_per_loss'], name), name
+
+
+def test_reward_discount_state_run_is_figure1_s_crar_but_for_the_state(monkeypatch):
+  # Its 'shared' arm is Figure 1's crar run, so the two may differ in that binding alone.
+  monkeypatch.chdir(REPO)
+  figure1, states = sweep_runs('figure1.gin'), sweep_runs('reward_discount_state.gin')
+  run = states['crar_separate']
+  assert sorted(run.bindings) == sorted(
+      b.replace("'shared'", "'separate'") for b in figure1['crar'].bindings)
+  assert _bound(run, 'CrarAgent.reward_discount_state') == 'separate'
+  assert _bound(figure1['crar'], 'CrarAgent.reward_discount_state') == 'shared'
+  assert run.gin_file == figure1['crar'].gin_file
 
 
 def test_gmas_pulls_q_only_run_stops_the_matching_term_at_x(monkeypatch):

@@ -222,6 +222,18 @@ def test_checkpoint_of_another_optimizer_is_refused_in_one_sentence(tmp_path):
   train.check_optimizer_format(new)  # no error
 
 
+def test_checkpoint_of_other_optimizers_is_refused_in_one_sentence(tmp_path):
+  variable = tf.Variable([1.0, 2.0])
+  shared = {name: optimizers.rmsprop(1e-3, 0.9, 1e-4) for name in ('q', 'reward_discount')}
+  for optimizer in shared.values():
+    optimizer.apply_gradients([(tf.constant([0.1, 0.2]), variable)])
+  path = tf.train.Checkpoint(weights=variable, optimizers=shared).save(str(tmp_path / 'ckpt'))
+  train.check_optimizer_names(path, shared)  # no error
+  with pytest.raises(train.TrainingError, match=r"\['q', 'reward_discount'\] but this config "
+                     r"builds \['discount', 'q', 'reward'\].*reward_discount_state"):
+    train.check_optimizer_names(path, ('q', 'reward', 'discount'))
+
+
 class _Terminal:
   def __init__(self, tty):
     self.text, self._tty = '', tty

@@ -11,8 +11,8 @@ Per batch of transitions (s, a, r, terminal, s'), with x = e(s), x2 = e(s'):
                y = r + (1 - terminal) * gamma * Q_target(e_target(s'), argmax_a Q(x2, a))
 
 Three update schemes: 'deer' applies one RMSprop per loss, in the order above, each over
-the networks that loss involves, reward and discount sharing one RMSprop (deer's
-CRAR_keras), every loss seeing the encoder the previous one moved; 'per_loss' takes every
+the networks that loss involves (deer's CRAR_keras), every loss seeing the encoder the
+previous one moved; 'per_loss' takes every
 loss's gradient at the same parameters, from one forward pass, and applies each through its
 own RMSprop (deer's optimizers and normalizers, not its sequence); 'joint' applies one
 RMSprop to the weighted sum. The optimizer is deer's
@@ -43,10 +43,12 @@ NETWORK_NAMES = ('encoder', 'transition', 'reward', 'discount', 'q_network')
 # The networks, besides the encoder, that each loss trains.
 LOSS_NETWORKS = dict(transition=('transition',), reward=('reward',), discount=('discount',),
                      dispersion=(), consecutive_dispersion=(), ball=(), q=('q_network',))
-# The RMSprop each loss is applied with in the deer scheme (deer's optimizer3 serves two).
-DEER_OPTIMIZERS = dict(transition='transition', reward='reward_discount',
-                       discount='reward_discount', ball='ball', dispersion='dispersion',
-                       consecutive_dispersion='consecutive_dispersion', q='q')
+# deer's Keras compiles the reward and the discount models with one RMSprop object
+# (optimizer3), but Keras 2.2's RMSprop creates a model's accumulators when that model is
+# compiled, so the two losses share its learning rate, not its state; deer's PyTorch port gives
+# each its own optimizer. 'shared' (one state for both) was this project's reading until
+# 2026-11-28.
+REWARD_DISCOUNT_STATES = ('separate', 'shared')
 UPDATE_SCHEMES = ('deer', 'per_loss', 'joint')
 Q_LOSS_REDUCTIONS = ('chosen_action', 'all_actions')
 TERMINAL_OBSERVATIONS = ('zeros', 'observed')
@@ -96,6 +98,7 @@ class CrarAgent(tf_agent.TFAgent):
                clipping: str = 'global_norm',
                q_loss_reduction: str = 'chosen_action',
                terminal_next_observation: str = 'zeros',
+               reward_discount_state: str = 'separate',
                target_update_period: int = 1000,
                planning_depth: int = 3,
                branching: int = 2,
@@ -121,6 +124,8 @@ class CrarAgent(tf_agent.TFAgent):
         own predictions, (1/A)(Q(x, a) - y)^2 (deer's Keras).
       terminal_next_observation: 'zeros' (deer stores s' = 0 after a terminal step; only
         the consecutive dispersion sees it) or 'observed' (the environment's last frame).
+      reward_discount_state: in the per-loss schemes, 'separate' (deer: the reward and the
+        discount loss each with its own RMSprop state) or 'shared' (one state for both).
       target_update_period: train steps between syncs of the target networks.
       planning_depth: depth D of the agent's greedy policy (`agent.policy`).
       branching: b, the actions expanded below the root when planning.
@@ -131,7 +136,9 @@ class CrarAgent(tf_agent.TFAgent):
     for value, allowed, what in ((update_scheme, UPDATE_SCHEMES, 'update_scheme'),
                                  (q_loss_reduction, Q_LOSS_REDUCTIONS, 'q_loss_reduction'),
                                  (terminal_next_observation, TERMINAL_OBSERVATIONS,
-                                  'terminal_next_observation')):
+                                  'terminal_next_observation'),
+                                 (reward_discount_state, REWARD_DISCOUNT_STATES,
+                                  'reward_discount_state')):
       if value not in allowed:
         raise ValueError(f'{what} must be one of {allowed}, got {value!r}.')
     unknown = set(loss_weights or {}) - set(LOSS_ORDER)
@@ -145,6 +152,7 @@ class CrarAgent(tf_agent.TFAgent):
     self._update_scheme = update_scheme
     self._q_loss_reduction = q_loss_reduction
     self._terminal_next_observation = terminal_next_observation
+    self._reward_discount_state = reward_discount_state
     self._target_update_period = target_update_period
     self._branching = branching
     self._num_actions = int(action_spec.maximum - action_spec.minimum + 1)
@@ -183,9 +191,15 @@ class CrarAgent(tf_agent.TFAgent):
 
   def _build_optimizers(self, learning_rate, rho, epsilon, clipping, clip_norm):
     names = (('joint',) if self._update_scheme == 'joint'
-             else sorted(set(DEER_OPTIMIZERS.values())))
+             else sorted({self._optimizer_name(n) for n in LOSS_ORDER}))
     self._optimizers = {name: optimizers.rmsprop(learning_rate, rho, epsilon, clipping,
                                                  clip_norm) for name in names}
+
+  def _optimizer_name(self, loss_name: str) -> str:
+    """The RMSprop a loss is applied with in the per-loss schemes."""
+    if self._reward_discount_state == 'shared' and loss_name in ('reward', 'discount'):
+      return 'reward_discount'
+    return loss_name
 
   def network(self, name: str) -> tf.keras.Model:
     return self._networks[name]
@@ -372,7 +386,7 @@ class CrarAgent(tf_agent.TFAgent):
         with tf.GradientTape(persistent=name == 'q') as tape:  # q, the last, is kept
           terms.update(self.loss_terms(experience, (name,)))
           loss = self._loss_weights[name] * terms[name]
-        gradients[name] = self._apply(self._optimizers[DEER_OPTIMIZERS[name]], loss,
+        gradients[name] = self._apply(self._optimizers[self._optimizer_name(name)], loss,
                                       variables, tape)
       total = tf.add_n([self._loss_weights[n] * terms[n] for n in LOSS_ORDER])
     elif self._update_scheme == 'per_loss':
@@ -385,7 +399,7 @@ class CrarAgent(tf_agent.TFAgent):
       gradients = {name: self._gradients(weighted[name], variables[name], tape)
                    for name in LOSS_ORDER}
       for name in LOSS_ORDER:
-        self._optimizers[DEER_OPTIMIZERS[name]].apply_gradients(
+        self._optimizers[self._optimizer_name(name)].apply_gradients(
             zip(gradients[name], variables[name]))
     else:
       self._in_cross_replica_context(self._sync_targets_if_due)

@@ -108,8 +108,8 @@ def test_each_scheme_lowers_the_loss_on_a_fixed_batch(batches, scheme):
   assert agent.train_step_counter.numpy() == 30
   assert not all(np.array_equal(a, b) for a, b in
                  zip(encoder_before, agent.network('encoder').get_weights()))
-  # deer: one RMSprop per loss, reward and discount sharing theirs (optimizer3).
-  assert len(agent.optimizers) == (1 if scheme == 'joint' else 6)
+  # deer: one RMSprop state per loss (Keras 2.2 gives each compiled model its own).
+  assert len(agent.optimizers) == (1 if scheme == 'joint' else 7)
 
 
 def test_deer_scheme_updates_each_loss_over_its_own_networks(batches):
@@ -145,6 +145,40 @@ def test_per_loss_scheme_applies_each_gradient_at_the_same_parameters(batches):
       expected[i] -= 1e-3 * g / (np.sqrt(0.1 * g**2) + 1e-4)
   agent.train(t)
   for variable, value in zip(encoder, expected):
+    np.testing.assert_allclose(variable.numpy(), value, atol=1e-6)
+
+
+@pytest.mark.parametrize('state', ['separate', 'shared'])
+def test_reward_and_discount_have_their_own_rmsprop_state_unless_shared(batches, state):
+  # Reward and discount losses only, per_loss: each applies one RMSprop step to the encoder
+  # from its gradient at the initial weights (clipped to global norm 1), in that order. With
+  # its own state each step divides by its own sqrt(v) = sqrt(0.1) |g|; with one shared
+  # state the discount's sees v = 0.9 * 0.1 g_reward^2 + 0.1 g_discount^2.
+  weights = {name: 0.0 for name in crar_agent.LOSS_ORDER}
+  weights.update(reward=1.0, discount=1.0)
+  agent = make_agent(update_scheme='per_loss', loss_weights=weights,
+                     reward_discount_state=state)
+  encoder = agent.network('encoder').trainable_variables
+  t = batches[0]
+  clipped = {}
+  for name in ('reward', 'discount'):
+    with tf.GradientTape() as tape:
+      loss = agent.loss_terms(t, (name,))[name]
+    variables = agent._variables_of(name)  # pylint: disable=protected-access
+    gradients = [g.numpy().astype(np.float64) for g in tape.gradient(loss, variables)]
+    scale = min(1.0, 1.0 / np.sqrt(sum(np.sum(g**2) for g in gradients)))
+    clipped[name] = [g * scale for g in gradients[:len(encoder)]]
+  expected = {}
+  for way in ('separate', 'shared'):
+    expected[way] = [v.numpy().astype(np.float64) for v in encoder]
+    for i in range(len(encoder)):
+      g_r, g_d = clipped['reward'][i], clipped['discount'][i]
+      v_d = 0.1 * g_d**2 + (0.9 * 0.1 * g_r**2 if way == 'shared' else 0.0)
+      expected[way][i] -= 1e-3 * g_r / (np.sqrt(0.1 * g_r**2) + 1e-4)
+      expected[way][i] -= 1e-3 * g_d / (np.sqrt(v_d) + 1e-4)
+  assert max(np.max(np.abs(a - b)) for a, b in zip(*expected.values())) > 1e-5
+  agent.train(t)
+  for variable, value in zip(encoder, expected[state]):
     np.testing.assert_allclose(variable.numpy(), value, atol=1e-6)
 
 
