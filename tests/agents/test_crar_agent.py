@@ -125,6 +125,17 @@ def test_deer_scheme_updates_each_loss_over_its_own_networks(batches):
     assert changed == (name in ('encoder', 'reward')), name
 
 
+def clipped_encoder_gradients(agent, batch, name):
+  """One loss's gradients on the encoder's variables, clipped as deer's optimizer clips
+  them: all of that optimizer's gradients scaled to global norm at most 1 (float64)."""
+  with tf.GradientTape() as tape:
+    loss = agent.loss_terms(batch, (name,))[name]
+  variables = agent._variables_of(name)  # pylint: disable=protected-access
+  gradients = [g.numpy().astype(np.float64) for g in tape.gradient(loss, variables)]
+  scale = min(1.0, 1.0 / np.sqrt(sum(np.sum(g**2) for g in gradients)))
+  return [g * scale for g in gradients[:len(agent.network('encoder').trainable_variables)]]
+
+
 def test_per_loss_scheme_applies_each_gradient_at_the_same_parameters(batches):
   # Reward and Q losses only: the encoder moves by the sum of two first RMSprop steps,
   # each from its loss's gradient at the initial weights, clipped to global norm 1.
@@ -135,13 +146,7 @@ def test_per_loss_scheme_applies_each_gradient_at_the_same_parameters(batches):
   t = batches[0]
   expected = [v.numpy().astype(np.float64) for v in encoder]
   for name in ('reward', 'q'):
-    with tf.GradientTape() as tape:
-      loss = agent.loss_terms(t, (name,))[name]
-    variables = agent._variables_of(name)  # pylint: disable=protected-access
-    gradients = [g.numpy().astype(np.float64) for g in tape.gradient(loss, variables)]
-    scale = min(1.0, 1.0 / np.sqrt(sum(np.sum(g**2) for g in gradients)))
-    for i, g in enumerate(gradients[:len(encoder)]):
-      g = g * scale
+    for i, g in enumerate(clipped_encoder_gradients(agent, t, name)):
       expected[i] -= 1e-3 * g / (np.sqrt(0.1 * g**2) + 1e-4)
   agent.train(t)
   for variable, value in zip(encoder, expected):
@@ -160,14 +165,7 @@ def test_reward_and_discount_have_their_own_rmsprop_state_unless_shared(batches,
                      reward_discount_state=state)
   encoder = agent.network('encoder').trainable_variables
   t = batches[0]
-  clipped = {}
-  for name in ('reward', 'discount'):
-    with tf.GradientTape() as tape:
-      loss = agent.loss_terms(t, (name,))[name]
-    variables = agent._variables_of(name)  # pylint: disable=protected-access
-    gradients = [g.numpy().astype(np.float64) for g in tape.gradient(loss, variables)]
-    scale = min(1.0, 1.0 / np.sqrt(sum(np.sum(g**2) for g in gradients)))
-    clipped[name] = [g * scale for g in gradients[:len(encoder)]]
+  clipped = {name: clipped_encoder_gradients(agent, t, name) for name in ('reward', 'discount')}
   expected = {}
   for way in ('separate', 'shared'):
     expected[way] = [v.numpy().astype(np.float64) for v in encoder]
