@@ -1,8 +1,10 @@
 """CRAR's networks for the maze distribution (DESIGN section 3).
 
 The abstract state x is an 8x8x3 map. All convolutions have stride 1, 'same' padding and
-tanh unless noted; Keras default initializers. The transition is residual: the network
-returns tau(x, a) and the next abstract state is x + tau(x, a).
+tanh unless noted, max-pooling 'same' padding; Keras default initializers (Glorot-uniform
+kernels, zero biases), as deer's standalone Keras 2.2 (tests/test_networks.py). The
+transition is residual: the network returns tau(x, a) and the next abstract state is
+x + tau(x, a).
 
 The option `make_encoder.dense_dim = k` makes x a vector of k values instead (CRAR's
 low-dimensional abstract state); every other network then reads x with dense layers.
@@ -20,6 +22,10 @@ def _conv(filters, kernel, activation='tanh'):
   return layers.Conv2D(filters, kernel, padding='same', activation=activation)
 
 
+def _pool(size):
+  return layers.MaxPool2D(size, padding='same')  # deer's; equal to 'valid' on 48, 24 and 8
+
+
 def _tile_action(x, action_one_hot):
   """Concatenates a one-hot action [B, A], tiled over the map, to x [B, h, w, c]."""
   tiled = tf.tile(action_one_hot[:, None, None, :], [1, tf.shape(x)[1], tf.shape(x)[2], 1])
@@ -35,9 +41,9 @@ def make_encoder(observation_shape=(48, 48, 1), abstract_channels: int = 3,
   observation = layers.Input(observation_shape)
   h = _conv(8, 2)(observation)
   h = _conv(16, 2)(h)
-  h = layers.MaxPool2D(2)(h)
+  h = _pool(2)(h)
   h = _conv(32, 3)(h)
-  h = layers.MaxPool2D(3)(h)
+  h = _pool(3)(h)
   if dense_dim is None:
     x = _conv(abstract_channels, 1, activation=None)(h)
   else:
@@ -86,7 +92,7 @@ def _value_head(h, hidden: Sequence[int], outputs: int):
     return _dense_stack(h, hidden, outputs)
   h = _conv(16, 2)(h)
   h = _conv(32, 3)(h)
-  h = layers.MaxPool2D(2)(h)
+  h = _pool(2)(h)
   h = _conv(16, 2)(h)
   h = _conv(4, 1)(h)
   return _dense_stack(layers.Flatten()(h), hidden, outputs)
