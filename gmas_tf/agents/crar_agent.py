@@ -12,10 +12,9 @@ Per batch of transitions (s, a, r, terminal, s'), with x = e(s), x2 = e(s'):
 
 Three update schemes: 'deer' applies one RMSprop per loss, in the order above, each over
 the networks that loss involves (deer's CRAR_keras), every loss seeing the encoder the
-previous one moved; 'per_loss' takes every
-loss's gradient at the same parameters, from one forward pass, and applies each through its
-own RMSprop (deer's optimizers and normalizers, not its sequence); 'joint' applies one
-RMSprop to the weighted sum. The optimizer is deer's
+previous one moved; 'per_loss' takes every loss's gradient at the same parameters, from one
+forward pass, and applies each through its own RMSprop (deer's optimizers and normalizers,
+not its sequence); 'joint' applies one RMSprop to the weighted sum. The optimizer is deer's
 (`gmas_tf.optimizers`). The target copies of every network are synced when the count of
 updates already made is a multiple of `target_update_period`: in the deer scheme between
 the model losses and the Q loss, as deer does; in the joint scheme before the update.
