@@ -1,5 +1,6 @@
 import csv
 import os
+import shutil
 import subprocess
 import sys
 
@@ -167,6 +168,17 @@ def test_bin_plot_curves_tables_and_plots_the_scalars_of_every_run(sweep_dir, tm
   assert last_line.startswith('error: The scalars ') and "would both be named 'q'" in last_line
   assert 'Losses/q' in last_line and 'Gradients/encoder/q' in last_line
   assert not os.path.exists(tmp_path / 'mixed.png')
+  # A run copied without its train/ directory has no scalars: one sentence, not a trace.
+  copied = tmp_path / 'copied'
+  copied.mkdir()
+  shutil.copy(os.path.join(runs[1], 'evaluations.csv'), copied)
+  result = run_bin('plot_curves', '--root_dir', runs[0], '--root_dir', str(copied),
+                   '--output', str(tmp_path / 'd.png'), '--scalar_prefix', 'Gradients/',
+                   '--scalars', 'encoder/q', '--loss_table_window', '200')
+  assert result.returncode == 1
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith(f'error: {copied} has no TensorBoard scalars under Gradients/ '
+                              'named encoder/q'), last_line
 
 
 def test_loss_table_averages_each_window_by_hand(tmp_path):
