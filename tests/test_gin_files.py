@@ -122,16 +122,17 @@ def test_figure1_crar_seed_0_is_the_update_schemes_per_loss_run(monkeypatch):
     assert _bound(figure1['crar'], name) == _bound(schemes['crar_per_loss'], name), name
 
 
-def test_reward_discount_state_run_is_figure1_s_crar_but_for_the_state(monkeypatch):
-  # Its 'shared' arm is Figure 1's crar run, so the two may differ in that binding alone.
+@pytest.mark.parametrize('cell', ['crar', 'gmas_cosine_d3'])
+def test_reward_discount_state_run_is_figure1_s_but_for_the_state(monkeypatch, cell):
+  # Its 'shared' arms are Figure 1's runs, so the two may differ in that binding alone.
   monkeypatch.chdir(REPO)
   figure1, states = sweep_runs('figure1.gin'), sweep_runs('reward_discount_state.gin')
-  run = states['crar_separate']
+  run = states[f'{cell}_separate']
   assert sorted(run.bindings) == sorted(
-      b.replace("'shared'", "'separate'") for b in figure1['crar'].bindings)
+      b.replace("'shared'", "'separate'") for b in figure1[cell].bindings)
   assert _bound(run, 'CrarAgent.reward_discount_state') == 'separate'
-  assert _bound(figure1['crar'], 'CrarAgent.reward_discount_state') == 'shared'
-  assert run.gin_file == figure1['crar'].gin_file
+  assert _bound(figure1[cell], 'CrarAgent.reward_discount_state') == 'shared'
+  assert run.gin_file == figure1[cell].gin_file
 
 
 def test_gmas_pulls_q_only_run_stops_the_matching_term_at_x(monkeypatch):
