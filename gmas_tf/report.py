@@ -81,9 +81,10 @@ def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
                 repetitions: int = 2000) -> str:
   """A markdown table of every method at one evaluation depth, at the common step.
 
-  Besides the unpaired statistics, each method's final score is compared with the
-  baseline's seed by seed (the seeds of a sweep share their dataset): the mean paired
-  difference over the seeds both have, its 95% t-interval and exact sign-flip p-value.
+  Besides the unpaired statistics, each method's final score and area under the curve are
+  compared with the baseline's seed by seed (the seeds of a sweep share their dataset):
+  the mean paired difference over the seeds both have, its 95% t-interval and exact
+  sign-flip p-value.
   """
   step = common_step(curves, depth)
   finals, areas, seeds = {}, {}, {}
@@ -98,8 +99,9 @@ def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
   lines = [f'Evaluation depth {depth}, at step {step} (the last step every method reached).',
            '',
            f'| method | seeds | final mean | final IQM [95% CI] | AUC mean | AUC IQM [95% CI] '
-           f'| P(final > {baseline}) | final - {baseline}, paired [95% CI] (pairs) |',
-           '|---|---|---|---|---|---|---|---|']
+           f'| P(final > {baseline}) | final - {baseline}, paired [95% CI] (pairs) '
+           f'| AUC - {baseline}, paired [95% CI] (pairs) |',
+           '|---|---|---|---|---|---|---|---|---|']
   for method in finals:
     cells = [method, str(len(finals[method]))]
     for values in (finals[method], areas[method]):
@@ -110,10 +112,10 @@ def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
     if baseline in finals and method != baseline:
       cells.append(_fmt(statistics.probability_of_improvement(finals[method],
                                                               finals[baseline])))
-      cells.append(_paired_cell(finals[method], seeds[method], finals[baseline],
-                                seeds[baseline]))
+      cells += [_paired_cell(values[method], seeds[method], values[baseline],
+                             seeds[baseline]) for values in (finals, areas)]
     else:
-      cells += ['', '']
+      cells += ['', '', '']
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 

@@ -67,7 +67,10 @@ def test_depth_table_by_hand(sweep_dir):
   # Paired by seed: -1 - (-4) = +3 and -2 - (-3) = +1: mean 2, sd sqrt(2), t(0.975, 1 df)
   # = 12.706 so 2 -/+ 12.71; sign flips of (3, 1) give |mean| 2, 1, 1, 2: p = 2/4.
   assert rows['gmas_cosine_d1'][6] == '+2.00 [-10.71, +14.71] p=0.50 (2)'
-  assert rows['crar'][5:] == ['', '']
+  # Areas: gmas -2 and -2.5 against -4.5 and -3.5: +2.5 and +1, mean 1.75, sd 1.06, so
+  # 1.75 -/+ 12.706 * 0.75; the sign flips give |mean| 1.75, 0.75, 0.75, 1.75: p = 2/4.
+  assert rows['gmas_cosine_d1'][7] == '+1.75 [-7.78, +11.28] p=0.50 (2)'
+  assert rows['crar'][5:] == ['', '', '']
   assert 'at step 200' in table
 
 
