@@ -1,8 +1,11 @@
-"""A named agent beside a small dataset of its environment: what bin/profile_step and
-bin/benchmark_layouts time."""
+"""A named agent beside a small dataset of its environment (what bin/profile_step and
+bin/benchmark_layouts time), and the arithmetic of the planner's tree (what bin/benchmark
+divides its times by)."""
 
 from typing import Iterator, Tuple
 
+import numpy as np
+import tensorflow as tf
 from tf_agents.environments import tf_py_environment
 
 from gmas_tf import data
@@ -29,3 +32,37 @@ def agent_and_batches(name: str, update_scheme: str,
     raise ValueError(f"Unknown agent {name!r}: 'crar' or 'gmas_cosine_depthD'.")
   agent.initialize()
   return agent, batches
+
+
+def forward_flops(model: tf.keras.Model) -> int:
+  """Floating-point operations of one sample's forward pass through the model's
+  convolutions and dense layers, a multiply-add counted as 2; biases, activations and
+  pooling are left out (under 1% in CRAR's networks)."""
+  total = 0
+  for layer in model.layers:
+    if isinstance(layer, tf.keras.layers.Conv2D):
+      _, height, width, _ = layer.output_shape
+      total += 2 * height * width * int(np.prod(layer.kernel.shape))
+    elif isinstance(layer, tf.keras.layers.Dense):
+      total += 2 * int(np.prod(layer.kernel.shape))
+  return total
+
+
+def tree_nodes(depth: int, branching: int, root_actions: int) -> int:
+  """Nodes below one root of the planner's tree (planning._grow): the root expands
+  root_actions actions, every node above the leaves its top `branching`. Each node is one
+  row through tau, rho and g (the expansion that made it) and one through Q."""
+  return sum(root_actions * branching ** level for level in range(depth))
+
+
+def planner_flops(agent: crar_agent.CrarAgent, depth: int, branching: int = 2,
+                  root_actions: int = 4, with_root: bool = True) -> int:
+  """Forward FLOPs per root of the planner's tree: with_root, a policy's action (the
+  encoder and Q at the root, every action expanded); without, the tree that GMAS's label
+  grows under the taken action (root_actions=1) to find its best paths."""
+  expansion = sum(forward_flops(agent.network(name)) for name in
+                  ('transition', 'reward', 'discount', 'q_network'))
+  flops = tree_nodes(depth, branching, root_actions) * expansion
+  if with_root:
+    flops += forward_flops(agent.network('encoder')) + forward_flops(agent.network('q_network'))
+  return flops

@@ -1,6 +1,8 @@
 import pytest
+import tensorflow as tf
 
 from gmas_tf import benchmarking
+from gmas_tf import planning
 from gmas_tf.agents import gmas_agent
 
 
@@ -10,3 +12,47 @@ def test_agents_are_built_by_name():
   assert next(batches).observation.shape == (32, 48, 48, 1)
   with pytest.raises(ValueError, match='Unknown agent'):
     benchmarking.agent_and_batches('crar2', 'joint', 500)
+
+
+def test_forward_flops_by_hand():
+  inputs = tf.keras.layers.Input((5, 5, 2))
+  h = tf.keras.layers.Conv2D(4, 3, padding='same')(inputs)
+  outputs = tf.keras.layers.Dense(3)(tf.keras.layers.Flatten()(h))
+  # Conv: 25 positions x 3 x 3 x 2 x 4 multiply-adds; dense: 100 x 3; 2 FLOPs each.
+  assert benchmarking.forward_flops(tf.keras.Model(inputs, outputs)) == 2 * (1800 + 300)
+
+
+def test_tree_nodes_are_the_rows_the_planner_evaluates():
+  rows = {'tau': 0, 'q': 0}
+
+  def transition(x, one_hot):
+    rows['tau'] += x.shape[0]
+    return tf.linalg.matvec(one_hot, tf.constant([1.0, -2.0, 0.5, 3.0]))[:, None] + 0 * x
+
+  def q_network(x):
+    rows['q'] += x.shape[0]
+    return x * tf.constant([1.0, -1.0, 0.5, 0.0])
+
+  scalar = lambda x, one_hot: 0.5 + 0 * x[:, 0]
+  model = planning.WorldModel(transition, scalar, scalar, num_actions=4)
+  x = tf.constant([[0.3]])
+  planning.q_by_depth(x, q_network, model, depth=5)
+  assert rows == {'tau': 124, 'q': 125}  # 4 + 8 + 16 + 32 + 64, and Q at the root
+  assert benchmarking.tree_nodes(5, 2, 4) == 124
+  rows.update(tau=0, q=0)
+  planning.best_paths(x, tf.constant([1]), q_network, model, depth=3)
+  assert rows == {'tau': 7, 'q': 7} and benchmarking.tree_nodes(3, 2, 1) == 7
+
+
+def test_planner_flops_sum_the_networks():
+  agent, _ = benchmarking.agent_and_batches('crar', 'joint', 500)
+  flops = {name: benchmarking.forward_flops(agent.network(name)) for name in
+           ('encoder', 'transition', 'reward', 'discount', 'q_network')}
+  # The encoder's convolutions (DESIGN section 3): 2x2 1->8 and 2x2 8->16 on 48 x 48, 3x3
+  # 16->32 on 24 x 24, 1x1 32->3 on 8 x 8: 7.8 MFLOP, the figure.
+  assert flops['encoder'] == 2 * (48 * 48 * (4 * 8 + 4 * 8 * 16) + 24 * 24 * 9 * 16 * 32
+                                  + 8 * 8 * 32 * 3)
+  expansion = flops['transition'] + flops['reward'] + flops['discount'] + flops['q_network']
+  assert benchmarking.planner_flops(agent, 1) == (4 * expansion + flops['encoder']
+                                                  + flops['q_network'])
+  assert benchmarking.planner_flops(agent, 3, root_actions=1, with_root=False) == 7 * expansion
