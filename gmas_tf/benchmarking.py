@@ -55,14 +55,14 @@ def tree_nodes(depth: int, branching: int, root_actions: int) -> int:
   return sum(root_actions * branching ** level for level in range(depth))
 
 
-def planner_flops(agent: crar_agent.CrarAgent, depth: int, branching: int = 2,
-                  root_actions: int = 4, with_root: bool = True) -> int:
-  """Forward FLOPs per root of the planner's tree: with_root, a policy's action (the
-  encoder and Q at the root, every action expanded); without, the tree that GMAS's label
-  grows under the taken action (root_actions=1) to find its best paths."""
+def planner_flops(agent: crar_agent.CrarAgent, depth: int, label: bool = False) -> int:
+  """Forward FLOPs per root of the agent's planner tree (its branching and actions): a
+  policy's action (the encoder and Q at the root, every action expanded), or with `label`
+  the tree GMAS's label grows under the taken action alone to find its best paths."""
   expansion = sum(forward_flops(agent.network(name)) for name in
                   ('transition', 'reward', 'discount', 'q_network'))
-  flops = tree_nodes(depth, branching, root_actions) * expansion
-  if with_root:
+  root_actions = 1 if label else agent.world_model.num_actions
+  flops = tree_nodes(depth, agent.branching, root_actions) * expansion
+  if not label:
     flops += forward_flops(agent.network('encoder')) + forward_flops(agent.network('q_network'))
   return flops

@@ -55,4 +55,4 @@ def test_planner_flops_sum_the_networks():
   expansion = flops['transition'] + flops['reward'] + flops['discount'] + flops['q_network']
   assert benchmarking.planner_flops(agent, 1) == (4 * expansion + flops['encoder']
                                                   + flops['q_network'])
-  assert benchmarking.planner_flops(agent, 3, root_actions=1, with_root=False) == 7 * expansion
+  assert benchmarking.planner_flops(agent, 3, label=True) == 7 * expansion
