@@ -144,14 +144,24 @@ def test_gmas_pulls_q_only_run_stops_the_matching_term_at_x(monkeypatch):
   assert _bound(runs['gmas_cosine_d3'], 'GmasAgent.training_depth') == 3
 
 
-def test_gmas_delay_run_is_figure1_s_gmas_d3_with_the_delay(monkeypatch):
+@pytest.mark.parametrize('name, run_name, cell, parameter, value', [
+    ('gmas_delay.gin', 'gmas_cosine_d3_delay10k', 'gmas_cosine_d3', 'GmasAgent.matching_delay',
+     10_000),
+    ('gmas_l2_q_only.gin', 'gmas_l2_d0_q_only', 'gmas_l2_d0',
+     'GmasAgent.matching_trains_encoder', False),
+])
+def test_variant_is_a_figure1_cell_but_for_one_binding(name, run_name, cell, parameter, value,
+                                                       monkeypatch):
   monkeypatch.chdir(REPO)
-  figure1, delayed = sweep_runs('figure1.gin'), sweep_runs('gmas_delay.gin')
-  run = delayed['gmas_cosine_d3_delay10k']
-  assert run.bindings == figure1['gmas_cosine_d3'].bindings
-  assert _bound(run, 'GmasAgent.matching_delay') == 10_000
-  for name in ('GmasAgent.training_depth', 'GmasAgent.distance', 'CrarAgent.update_scheme'):
-    assert _bound(run, name) == _bound(figure1['gmas_cosine_d3'], name), name
+  figure1, variants = sweep_runs('figure1.gin'), sweep_runs(name)
+  run = variants[run_name]
+  assert run.bindings == figure1[cell].bindings
+  assert _bound(run, parameter) == value
+  with pytest.raises(ValueError, match='no value bound'):  # the paper's default
+    _bound(figure1[cell], parameter)
+  for name in ('GmasAgent.training_depth', 'GmasAgent.distance', 'GmasAgent.alpha',
+               'CrarAgent.update_scheme'):
+    assert _bound(run, name) == _bound(figure1[cell], name), name
 
 
 def test_long_crar_run_config():
