@@ -159,9 +159,9 @@ def test_variant_is_a_figure1_cell_but_for_one_binding(name, run_name, cell, par
   assert _bound(run, parameter) == value
   with pytest.raises(ValueError, match='no value bound'):  # the paper's default
     _bound(figure1[cell], parameter)
-  for name in ('GmasAgent.training_depth', 'GmasAgent.distance', 'GmasAgent.alpha',
-               'CrarAgent.update_scheme'):
-    assert _bound(run, name) == _bound(figure1[cell], name), name
+  for shared in ('GmasAgent.training_depth', 'GmasAgent.distance', 'GmasAgent.alpha',
+                 'CrarAgent.update_scheme'):
+    assert _bound(run, shared) == _bound(figure1[cell], shared), shared
 
 
 def test_long_crar_run_config():
