@@ -21,6 +21,8 @@ from gmas_tf import train
 from gmas_tf.envs import maze
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# For runs whose evaluations and exported policies no test reads: they cost most of a run.
+NO_EVALUATION = 'train.eval_depths = ()'
 
 
 def train_command(root_dir, data_root, *params):
@@ -150,17 +152,16 @@ def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, data_root)
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_root):
   root = tmp_path / 'run'
-  no_evaluation = 'train.eval_depths = ()'  # nothing here needs the evaluations or exports
-  assert run_train(root, data_root, 'train.epochs = 1', no_evaluation).returncode == 0
+  assert run_train(root, data_root, 'train.epochs = 1', NO_EVALUATION).returncode == 0
   # The ball loss is 0 at first; an infinite weight makes the total loss 0 * inf = NaN.
   result = run_train(root, data_root, "CrarAgent.loss_weights = {'ball': 1e400}",
-                     no_evaluation)
+                     NO_EVALUATION)
   assert result.returncode == 1
   assert 'error: The loss became nan' in result.stderr
   assert 'Traceback' not in result.stderr
   assert latest_checkpoint_step(root) == 4
   # The kept checkpoint still loads.
-  assert run_train(root, data_root, 'train.epochs = 1', no_evaluation).returncode == 0
+  assert run_train(root, data_root, 'train.epochs = 1', NO_EVALUATION).returncode == 0
 
 
 def test_unknown_gin_binding_is_one_clear_error(tmp_path, data_root):
@@ -181,7 +182,7 @@ def tensorboard_losses(root_dir):
 
 def test_same_seed_and_data_give_the_same_first_100_losses(tmp_path, data_root):
   params = ('train.epochs = 1', 'train.steps_per_epoch = 100', 'train.summary_interval = 1',
-            'train.log_interval = 50', 'train.eval_depths = ()')
+            'train.log_interval = 50', NO_EVALUATION)
   losses = []
   for name in ('a', 'b'):
     result = run_train(tmp_path / name, data_root, *params)
