@@ -80,5 +80,8 @@ def run(main):
     except USER_ERRORS as error:
       print(f'error: {error}', file=sys.stderr)
       sys.exit(1)
+    except train.Stopped as stop:
+      print(f'stopped: {stop}', file=sys.stderr)
+      sys.exit(128 + stop.signal_number)
 
   return wrapped

@@ -20,8 +20,9 @@ results_dir/name/seed_s, and a run whose summaries are there counts as finished.
 reads results_dir like a root_dir. While a run trains, its latest checkpoint, its
 evaluations and scalars so far are kept in results_dir/name/seed_s/unfinished (the latest
 checkpoint only, about 1.6 MB for CRAR; removed when the run finishes); a run whose
-root_dir has no checkpoint starts from there, so a session cut off loses at most one epoch
-of each run.
+root_dir has no checkpoint starts from there. A sweep stopped with SIGTERM (or Ctrl-C)
+stops its trainers after their current update and keeps those checkpoints, so nothing is
+lost; a sweep killed outright loses at most one epoch of each run.
 """
 
 import ctypes
@@ -216,7 +217,9 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
 
   backend 'local' trains each run in a child process; 'ray' in a Ray task (call start_ray
   first). A run is looked at again when its turn comes: one found finished then is skipped.
-  If this process is interrupted or killed, its runs stop too; their checkpoints stay.
+  If this process is interrupted or gets SIGTERM, its local runs stop after their current
+  update and their checkpoints are kept (in results_dir too); if it is killed, its runs
+  stop too and their checkpoints stay in root_dir.
   """
   if backend not in BACKENDS:
     raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}.')
@@ -248,11 +251,13 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
           run.mark_finished()
           print(f'finished {run.name} seed {run.seed}', flush=True)
         else:
+          run.keep_progress()  # e.g. the checkpoint it saved when stopped by SIGTERM
           failed.append(run)
           print(f'FAILED {run.name} seed {run.seed} (exit {exit_code}); see '
                 f'{os.path.join(run.root_dir, LOG_FILE)}', flush=True)
       time.sleep(poll_seconds if active else 0)
   finally:
-    for job in active.values():
-      job.stop()
+    for run, job in active.items():
+      job.stop()  # a local trainer saves its last update first (bin/train on SIGTERM)
+      run.keep_progress()
   return failed

@@ -6,6 +6,11 @@ root_dir/
   train/, eval/          TensorBoard summaries
   evaluations.csv        one row per (epoch, evaluation depth)
   policies/depth_D/      SavedModels of the planning policy, one per evaluation depth
+
+Rerunning with the same root_dir resumes from the latest checkpoint. SIGTERM or Ctrl-C
+during the updates stops after the current one and saves it (exit status 128 + the signal's
+number), so a stopped run loses no updates; an evaluation that was cut off runs again on
+resume.
 """
 
 import contextlib
@@ -15,7 +20,9 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Dict, Optional, Sequence
 
@@ -74,6 +81,14 @@ class TrainingError(RuntimeError):
   """Training cannot go on (e.g. a NaN loss); the last good checkpoint is kept."""
 
 
+class Stopped(Exception):
+  """Training was stopped by a signal; a checkpoint at the last update is saved."""
+
+  def __init__(self, signal_number: int, message: str):
+    super().__init__(message)
+    self.signal_number = signal_number
+
+
 @gin.configurable
 def dataset_directory(data_root: str = 'data', num_transitions: int = 100_000,
                       seed: int = 0) -> str:
@@ -113,14 +128,23 @@ def greedy_act(policy):
 
 
 class _CsvLog:
-  """Appends rows to evaluations.csv, dropping rows past the restored step on resume."""
+  """Appends rows to evaluations.csv. On resume it keeps the rows up to the restored step,
+  drops a truncated last line and, if the restored step's evaluation is incomplete (the
+  run stopped between that checkpoint and the end of its evaluation), that step's rows,
+  and says so in `evaluation_missing`."""
 
-  def __init__(self, path: str, resume_step: int):
+  def __init__(self, path: str, resume_step: int, expects_evaluation: bool,
+               depths: Sequence[int]):
     self._path = path
     rows = []
     if os.path.exists(path):
       with open(path) as stream:
-        rows = [r for r in csv.DictReader(stream) if int(r['step']) <= resume_step]
+        rows = [r for r in csv.DictReader(stream)
+                if None not in r.values() and int(r['step']) <= resume_step]
+    done = {int(r['depth']) for r in rows if int(r['step']) == resume_step}
+    self.evaluation_missing = expects_evaluation and not set(depths) <= done
+    if self.evaluation_missing:
+      rows = [r for r in rows if int(r['step']) < resume_step]
     with open(path, 'w', newline='') as stream:
       writer = csv.DictWriter(stream, CSV_FIELDS)
       writer.writeheader()
@@ -149,7 +173,7 @@ def train(root_dir: str,
   Args:
     root_dir: where checkpoints, summaries, the CSV and the SavedModels go.
     agent_class: the agent to train (CrarAgent or a subclass), configured through gin.
-    epochs: number of epochs; each ends with an evaluation and a checkpoint.
+    epochs: number of epochs; each ends with a checkpoint and an evaluation.
     steps_per_epoch: train steps per epoch.
     eval_depths: planning depths evaluated after every epoch and exported at the end.
     seed: seed of the networks, the sampling and the evaluation.
@@ -172,12 +196,39 @@ def train(root_dir: str,
     runner = _Runner(root_dir, agent_class, epochs, steps_per_epoch, eval_depths, seed,
                      log_interval, summary_interval, deterministic, make_strategy(strategy),
                      train_mazes, held_out_epsilon)
-    for epoch in range(runner.start_step // steps_per_epoch, epochs):
+    first_epoch = runner.start_step // steps_per_epoch
+    if runner.evaluation_missing:
+      runner.run_eval_phase(first_epoch - 1, speed=float('nan'))
+    for epoch in range(first_epoch, epochs):
       speed = runner.run_train_phase(epoch)
+      runner.checkpoint()  # before the evaluation: a run stopped during it keeps the epoch
+      if runner.stop_requests:
+        _progress(None)
+        number = runner.stop_requests[0]
+        raise Stopped(number, f'{signal.Signals(number).name} at step {runner.step}: its '
+                      f'checkpoint is saved in {root_dir}; rerun the same command to resume.')
       runner.run_eval_phase(epoch, speed)
-      runner.checkpoint()
     runner.export()
   return root_dir
+
+
+@contextlib.contextmanager
+def _stop_after_update(requests: list):
+  """While training, SIGTERM and SIGINT (Ctrl-C) append their number to `requests` (the
+  loop stops after the current update and saves it) instead of ending the process.
+  Elsewhere, as during an evaluation, they end it as usual: the last checkpoint is then at
+  most that evaluation old."""
+  if threading.current_thread() is not threading.main_thread():
+    yield  # signal handlers can only be set in the main thread
+    return
+  stops = (signal.SIGTERM, signal.SIGINT)
+  previous = {number: signal.signal(number, lambda number, _: requests.append(number))
+              for number in stops}
+  try:
+    yield
+  finally:
+    for number, handler in previous.items():
+      signal.signal(number, handler)
 
 
 @contextlib.contextmanager
@@ -280,7 +331,11 @@ class _Runner:
     self._train_step = distributed_train_step(self._agent, strategy)
     self._train_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
     self._eval_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'eval'))
-    self._csv_log = _CsvLog(os.path.join(root_dir, 'evaluations.csv'), self.start_step)
+    self._csv_log = _CsvLog(os.path.join(root_dir, 'evaluations.csv'), self.start_step,
+                            self.start_step > 0 and self.start_step % steps_per_epoch == 0,
+                            eval_depths)
+    self.evaluation_missing = self._csv_log.evaluation_missing
+    self.stop_requests = []  # signal numbers received while training
     self._excluded = set(self._metadata['maze_hashes'])
     self._random = evaluation.held_out_score(
         evaluation.random_act(np.random.default_rng(seed)), excluded_hashes=self._excluded)
@@ -302,28 +357,30 @@ class _Runner:
       check_optimizer_format(latest)
       check_optimizer_names(latest, self._agent.optimizers)
       self._checkpoint.restore(latest).assert_existing_objects_matched()
-    start_step = int(self._agent.train_step_counter.numpy())
+    start_step = self.step
     if start_step:
       print(f'resuming from step {start_step} ({latest})', flush=True)
-    if start_step % self._steps_per_epoch:
-      raise TrainingError(f'The checkpoint in {self._root_dir} is at step {start_step}, not '
-                          f'at an epoch boundary of {self._steps_per_epoch} steps; use the '
-                          'same config.')
     return start_step
+
+  @property
+  def step(self) -> int:
+    return int(self._agent.train_step_counter.numpy())
 
   def _scores(self, column: int) -> Dict[int, float]:
     return {depth: scores[column] for depth, scores in self._latest.items()}
 
   def run_train_phase(self, epoch: int) -> float:
-    """steps_per_epoch updates with progress lines; returns updates per second."""
+    """Updates to the end of the epoch with progress lines, or until SIGTERM; returns
+    updates per second."""
     agent = self._agent
     epoch_start, window_start = time.time(), time.time()
-    window_step = epoch * self._steps_per_epoch
+    start_step = window_step = step = self.step
     with self._train_writer.as_default(), tf.summary.record_if(
-        lambda: agent.train_step_counter % self._summary_interval == 0):
-      for _ in range(self._steps_per_epoch):
+        lambda: agent.train_step_counter % self._summary_interval == 0), \
+        _stop_after_update(self.stop_requests):
+      while step < (epoch + 1) * self._steps_per_epoch and not self.stop_requests:
         loss_info = self._train_step(next(self._iterator))
-        step = int(agent.train_step_counter.numpy())
+        step = self.step
         if not math.isfinite(float(loss_info.loss)):
           bad = [k for k, v in loss_info.extra.items() if not math.isfinite(float(v))]
           raise TrainingError(
@@ -338,12 +395,12 @@ class _Runner:
                     f'{eta / 60:.1f} min  loss {float(loss_info.loss):.4f}  latest held-out '
                     f'{self._scores(0)}')
           window_start, window_step = time.time(), step
-    return self._steps_per_epoch / (time.time() - epoch_start)
+    return (step - start_step) / (time.time() - epoch_start)
 
   def run_eval_phase(self, epoch: int, speed: float) -> None:
     """The model probe, then every evaluation depth: deer's score, the held-out mazes
     greedily and with epsilon, the data's own mazes; to the CSV and TensorBoard."""
-    eval_start, step = time.time(), int(self._agent.train_step_counter.numpy())
+    eval_start, step = time.time(), self.step
     model_fit = diagnostics.model_probe(self._agent, self._probe)
     scalars = {f'probe/{name[len("probe_"):]}': v for name, v in model_fit.items()}
     scalars['eval/random_held_out_score'] = self._random['score']
@@ -385,7 +442,7 @@ class _Runner:
           flush=True)
 
   def checkpoint(self) -> None:
-    self._manager.save(checkpoint_number=int(self._agent.train_step_counter.numpy()))
+    self._manager.save(checkpoint_number=self.step)
     # Gin records a binding once its function has run: rewritten after every epoch, the
     # file holds the dataset's and the evaluations' settings too.
     _write_operative_config(self._root_dir)

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -237,6 +238,41 @@ sys.exit(1)  # killed before the end: unfinished
   assert sweep.run_all(runs, str(fake), poll_seconds=0.05) == runs
   assert (tmp_path / 'kept' / 'a' / 'seed_0' / 'unfinished' / 'checkpoints' /
           'ckpt-3.index').exists()
+
+
+def test_interrupted_sweep_keeps_the_checkpoint_its_trainer_saves_on_sigterm(tmp_path):
+  # Like bin/train: on SIGTERM it saves its last update, then exits with 143.
+  fake = tmp_path / 'fake_train.py'
+  fake.write_text(f"""
+import os, signal, sys, time
+root = sys.argv[sys.argv.index('--root_dir') + 1]
+def stop(*_):
+  checkpoints = os.path.join(root, 'checkpoints')
+  os.makedirs(checkpoints, exist_ok=True)
+  for name in ('ckpt-7.index', 'ckpt-7.data-00000-of-00001'):
+    open(os.path.join(checkpoints, name), 'w').write(name)
+  open(os.path.join(checkpoints, 'checkpoint'), 'w').write('model_checkpoint_path: "ckpt-7"')
+  sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+open(os.path.join(root, 'ready'), 'w').close()
+time.sleep(120)
+""")
+  runs = sweep.experiment(str(tmp_path / 'root'), configs={'a': 'a.gin'}, seeds=[0],
+                          results_dir=str(tmp_path / 'kept'))
+  ready = tmp_path / 'root' / 'a' / 'seed_0' / 'ready'
+
+  def interrupt():  # Ctrl-C once the trainer runs (bin/sweep turns SIGTERM into the same)
+    deadline = time.time() + 60
+    while not ready.exists() and time.time() < deadline:
+      time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGINT)
+
+  threading.Thread(target=interrupt, daemon=True).start()
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run_all(runs, str(fake), poll_seconds=0.05)
+  kept = tmp_path / 'kept' / 'a' / 'seed_0' / 'unfinished' / 'checkpoints'
+  assert sorted(os.listdir(kept)) == ['checkpoint', 'ckpt-7.data-00000-of-00001',
+                                      'ckpt-7.index']
 
 
 def test_ray_backend_runs_a_two_run_sweep_and_a_rerun_skips_it(tmp_path):
