@@ -334,7 +334,6 @@ class _Runner:
     self._csv_log = _CsvLog(os.path.join(root_dir, 'evaluations.csv'), self.start_step,
                             self.start_step > 0 and self.start_step % steps_per_epoch == 0,
                             eval_depths)
-    self.evaluation_missing = self._csv_log.evaluation_missing
     self.stop_requests = []  # signal numbers received while training
     self._excluded = set(self._metadata['maze_hashes'])
     self._random = evaluation.held_out_score(
@@ -363,6 +362,10 @@ class _Runner:
     return start_step
 
   @property
+  def evaluation_missing(self) -> bool:
+    return self._csv_log.evaluation_missing
+
+  @property
   def step(self) -> int:
     return int(self._agent.train_step_counter.numpy())
 
@@ -375,10 +378,11 @@ class _Runner:
     agent = self._agent
     epoch_start, window_start = time.time(), time.time()
     start_step = window_step = step = self.step
+    end = (epoch + 1) * self._steps_per_epoch
     with self._train_writer.as_default(), tf.summary.record_if(
         lambda: agent.train_step_counter % self._summary_interval == 0), \
         _stop_after_update(self.stop_requests):
-      while step < (epoch + 1) * self._steps_per_epoch and not self.stop_requests:
+      while step < end and not self.stop_requests:
         loss_info = self._train_step(next(self._iterator))
         step = self.step
         if not math.isfinite(float(loss_info.loss)):

@@ -220,16 +220,24 @@ def test_unfinished_run_keeps_only_its_latest_checkpoint_and_a_new_session_resum
       'events.out.tfevents.1', 'events.out.tfevents.2']
 
 
+# A fake trainer's checkpoint at `step`, as a CheckpointManager leaves it (fake_train.py code).
+FAKE_CHECKPOINT = """
+def save_checkpoint():
+  checkpoints = os.path.join(root, 'checkpoints')
+  os.makedirs(checkpoints, exist_ok=True)
+  for name in ('ckpt-{step}.index', 'ckpt-{step}.data-00000-of-00001'):
+    open(os.path.join(checkpoints, name), 'w').write(name)
+  open(os.path.join(checkpoints, 'checkpoint'), 'w').write('model_checkpoint_path: "ckpt-{step}"')
+"""
+
+
 def test_sweep_keeps_the_checkpoint_of_a_training_run(tmp_path):
   fake = tmp_path / 'fake_train.py'
   fake.write_text(f"""
 import os, sys, time
 root = sys.argv[sys.argv.index('--root_dir') + 1]
-checkpoints = os.path.join(root, 'checkpoints')
-os.makedirs(checkpoints, exist_ok=True)
-for name in ('ckpt-3.index', 'ckpt-3.data-00000-of-00001'):
-  open(os.path.join(checkpoints, name), 'w').write(name)
-open(os.path.join(checkpoints, 'checkpoint'), 'w').write('model_checkpoint_path: "ckpt-3"')
+{FAKE_CHECKPOINT.format(step=3)}
+save_checkpoint()
 time.sleep(1.0)
 sys.exit(1)  # killed before the end: unfinished
 """)
@@ -246,12 +254,9 @@ def test_interrupted_sweep_keeps_the_checkpoint_its_trainer_saves_on_sigterm(tmp
   fake.write_text(f"""
 import os, signal, sys, time
 root = sys.argv[sys.argv.index('--root_dir') + 1]
+{FAKE_CHECKPOINT.format(step=7)}
 def stop(*_):
-  checkpoints = os.path.join(root, 'checkpoints')
-  os.makedirs(checkpoints, exist_ok=True)
-  for name in ('ckpt-7.index', 'ckpt-7.data-00000-of-00001'):
-    open(os.path.join(checkpoints, name), 'w').write(name)
-  open(os.path.join(checkpoints, 'checkpoint'), 'w').write('model_checkpoint_path: "ckpt-7"')
+  save_checkpoint()
   sys.exit(143)
 signal.signal(signal.SIGTERM, stop)
 open(os.path.join(root, 'ready'), 'w').close()
