@@ -1,5 +1,6 @@
 """What every `bin/` entry point shares: gin parsing and errors a user can cause."""
 
+import logging as python_logging
 import os
 import sys
 from typing import Sequence
@@ -18,12 +19,12 @@ except ImportError:
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 import gin  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from gmas_tf import data  # noqa: E402
-from gmas_tf import train  # noqa: E402
+from gmas_tf import errors  # noqa: E402
 
-tf.get_logger().setLevel('ERROR')
+# TensorFlow's Python logger, set before TensorFlow exists: the entry points that never
+# train (bin/sweep, bin/report) do not import it.
+python_logging.getLogger('tensorflow').setLevel(python_logging.ERROR)
 logging.set_verbosity(logging.ERROR)
 
 
@@ -35,7 +36,7 @@ class UserError(Exception):
 
 
 # Errors whose message already tells the user what to do.
-USER_ERRORS = (UserError, data.DatasetError, train.TrainingError)
+USER_ERRORS = (UserError, errors.DatasetError, errors.TrainingError)
 
 
 def define_gin_flags():
@@ -67,6 +68,7 @@ def set_threads(threads: int) -> None:
   if threads < 0:
     raise UserError(f'--threads must be 0 (TensorFlow\'s default) or more, got {threads}.')
   if threads:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the imports)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
@@ -80,7 +82,7 @@ def run(main):
     except USER_ERRORS as error:
       print(f'error: {error}', file=sys.stderr)
       sys.exit(1)
-    except train.Stopped as stop:
+    except errors.Stopped as stop:
       print(f'stopped: {stop}', file=sys.stderr)
       sys.exit(128 + stop.signal_number)
 

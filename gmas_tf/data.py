@@ -31,6 +31,7 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
 from gmas_tf.envs import maze
+from gmas_tf.errors import DatasetError
 
 FORMAT_VERSION = 1
 DATA_FILE = 'transitions.npz'
@@ -41,10 +42,6 @@ Transition = collections.namedtuple(
     'Transition', ['observation', 'action', 'reward', 'terminal', 'next_observation'])
 Transition.__doc__ = """A batch of transitions: observations float32 [B, 48, 48, 1],
 action int32 [B], reward float32 [B], terminal float32 [B] (1 where s' ends the episode)."""
-
-
-class DatasetError(ValueError):
-  """A dataset is missing, corrupt, or does not match the configured environment."""
 
 
 # -- collection -----------------------------------------------------------------------

@@ -39,6 +39,7 @@ from gmas_tf import evaluation
 from gmas_tf import optimizers
 from gmas_tf.agents import crar_agent
 from gmas_tf.envs import maze
+from gmas_tf.errors import Stopped, TrainingError
 
 CSV_FIELDS = ('epoch', 'step', 'depth', 'deer_score', 'deer_episodes', 'held_out_score',
               'held_out_sem', 'held_out_normalized', 'held_out_epsilon_score',
@@ -75,18 +76,6 @@ def distributed_train_step(agent, strategy: tf.distribute.Strategy):
         lambda t: strategy.reduce(tf.distribute.ReduceOp.MEAN, t, axis=None), per_replica)
 
   return common.function(step)
-
-
-class TrainingError(RuntimeError):
-  """Training cannot go on (e.g. a NaN loss); the last good checkpoint is kept."""
-
-
-class Stopped(Exception):
-  """Training was stopped by a signal; a checkpoint at the last update is saved."""
-
-  def __init__(self, signal_number: int, message: str):
-    super().__init__(message)
-    self.signal_number = signal_number
 
 
 @gin.configurable

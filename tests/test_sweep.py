@@ -21,7 +21,8 @@ def write_sweep(path, data_root, epochs):
 import gmas_tf.sweep
 experiment.configs = {{'crar': '{REPO}/gin/smoke.gin'}}
 experiment.seeds = [0, 1]
-experiment.bindings = ["dataset_directory.data_root = '{data_root}'", 'train.epochs = {epochs}']
+experiment.bindings = ["dataset_directory.data_root = '{data_root}'", 'train.epochs = {epochs}',
+                       'train.eval_depths = ()']  # evaluations are bin/train's tests' part
 """)
   return str(path)
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tf_agents.environments import tf_py_environment
+from tf_agents.utils import common
 
 from gmas_tf import data
 from gmas_tf.agents import crar_agent
@@ -75,7 +76,7 @@ def test_targets_sync_when_the_updates_made_are_a_multiple_of_the_period(batches
   # deer: `if update_counter % freeze_interval == 0: resetQHat()` before the Q update, the
   # counter holding the updates already made; in the deer scheme after the model losses.
   agent = make_agent(target_update_period=3, update_scheme=scheme)
-  train = tf.function(agent.train)
+  train = common.function(agent.train)
   online, target = agent.network('q_network'), agent.target_network('q_network')
   encoder = agent.network('encoder')
   before = weights_of(target)
@@ -99,7 +100,7 @@ def test_targets_sync_when_the_updates_made_are_a_multiple_of_the_period(batches
 @pytest.mark.parametrize('scheme', ['deer', 'per_loss', 'joint'])
 def test_each_scheme_lowers_the_loss_on_a_fixed_batch(batches, scheme):
   agent = make_agent(update_scheme=scheme)
-  train = tf.function(agent.train)
+  train = common.function(agent.train)
   before = agent.loss(batches[0]).loss.numpy()
   encoder_before = weights_of(agent.network('encoder'))
   for _ in range(30):
@@ -235,7 +236,7 @@ def test_dense_abstract_state_option(batches):
     gin.clear_config()
   assert agent.network('encoder').output_shape == (None, 3)
   assert agent.network('transition').output_shape == (None, 3)
-  loss_info = tf.function(agent.train)(batches[0])
+  loss_info = common.function(agent.train)(batches[0])
   assert np.isfinite(loss_info.loss.numpy())
   observation = batches[0].observation
   assert agent.policy.with_depth(3).plan_q(observation).shape == (16, 4)
@@ -246,7 +247,7 @@ def test_each_loss_pull_is_logged_with_the_losses(batches, scheme, tmp_path):
   # As bin/train records: on the steps whose count is a multiple of the interval (here 2).
   agent = make_agent(update_scheme=scheme)
   writer = tf.summary.create_file_writer(str(tmp_path))
-  train = tf.function(agent.train)
+  train = common.function(agent.train)
   with writer.as_default(), tf.summary.record_if(lambda: agent.train_step_counter % 2 == 0):
     for batch in batches[:3]:
       train(batch)
@@ -265,7 +266,7 @@ def test_each_loss_pull_is_logged_with_the_losses(batches, scheme, tmp_path):
 def test_q_slope_norm_is_the_mean_norm_of_dq_dx_after_the_update(batches, tmp_path):
   agent = make_agent()
   with tf.summary.create_file_writer(str(tmp_path)).as_default(), tf.summary.record_if(True):
-    tf.function(agent.train)(batches[0])
+    common.function(agent.train)(batches[0])
   logged = {}
   for path in tmp_path.glob('events.out.tfevents.*'):
     for event in tf.compat.v1.train.summary_iterator(str(path)):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tf_agents.environments import tf_py_environment
+from tf_agents.utils import common
 
 from gmas_tf import data
 from gmas_tf import gradient_matching
@@ -62,7 +63,7 @@ def test_delayed_matching_logs_no_pull_while_it_weighs_0(batch, tmp_path):
   agent = make(gmas_agent.GmasAgent, distance='cosine', alpha=1.0, training_depth=1,
                matching_delay=1, update_scheme='per_loss')
   with tf.summary.create_file_writer(str(tmp_path)).as_default(), tf.summary.record_if(True):
-    tf.function(agent.train)(batch)  # the first update: no update made before it
+    common.function(agent.train)(batch)  # the first update: no update made before it
   logged = logged_scalars(tmp_path)
   assert logged['Gradients/q_network/td'][1] > 0 and logged['Losses/gradient_matching'][1] > 0
   assert logged['Gradients/q_network/gradient_matching'] == (1, 0.0)
@@ -107,7 +108,7 @@ def test_matching_trains_q_and_encoder_not_the_model(batch, trains_encoder):
 def test_gmas_train_step_runs_in_tf_function(batch):
   agent = make(gmas_agent.GmasAgent, distance='l2', alpha=1.0, training_depth=5,
                update_scheme='joint')
-  loss_info = tf.function(agent.train)(batch)
+  loss_info = common.function(agent.train)(batch)
   assert np.isfinite(loss_info.loss.numpy())
   assert {'gradient_matching', 'slope_cosine', 'label_norm', 'td'} <= set(loss_info.extra)
 
@@ -160,13 +161,15 @@ def logged_scalars(directory):
   return logged
 
 
-@pytest.mark.parametrize('scheme', ['deer', 'per_loss', 'joint'])
-@pytest.mark.parametrize('trains_encoder', [True, False])
+# Each scheme once, and each trains_encoder both where Q's pull is the applied gradient's
+# (deer, per_loss) and where it is taken on the tape (joint).
+@pytest.mark.parametrize('scheme,trains_encoder', [('deer', True), ('per_loss', False),
+                                                    ('joint', True), ('joint', False)])
 def test_td_and_matching_pulls_are_logged_apart(batch, scheme, trains_encoder, tmp_path):
   agent = make(gmas_agent.GmasAgent, distance='cosine', alpha=1.0, training_depth=1,
                update_scheme=scheme, matching_trains_encoder=trains_encoder)
   with tf.summary.create_file_writer(str(tmp_path)).as_default(), tf.summary.record_if(True):
-    tf.function(agent.train)(batch)
+    common.function(agent.train)(batch)
   logged = logged_scalars(tmp_path)
   for network in ('encoder', 'q_network'):
     (step, q), (_, td), (_, matching) = (logged[f'Gradients/{network}/{name}']

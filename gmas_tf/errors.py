@@ -1,0 +1,21 @@
+"""The errors a user can cause, each ending a command in one sentence (gmas_tf.cli).
+
+Kept apart from the modules that raise them so that entry points which never train
+(bin/sweep, bin/report) can catch them without importing TensorFlow.
+"""
+
+
+class DatasetError(ValueError):
+  """A dataset is missing, corrupt, or does not match the configured environment."""
+
+
+class TrainingError(RuntimeError):
+  """Training cannot go on (e.g. a NaN loss); the last good checkpoint is kept."""
+
+
+class Stopped(Exception):
+  """Training was stopped by a signal; a checkpoint at the last update is saved."""
+
+  def __init__(self, signal_number: int, message: str):
+    super().__init__(message)
+    self.signal_number = signal_number
