@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from train_runs import REPO, train_command
 
 # Runs in a fresh process: logical devices must be set before TensorFlow starts.
 SCRIPT = """
@@ -87,13 +87,10 @@ def test_mirrored_on_two_cpus_matches_one_device(runs, scheme):
 
 def test_bin_train_under_mirrored_checkpoints_resumes_and_exports(tmp_path):
   def train(epochs, eval_depths):
-    command = [sys.executable, os.path.join(REPO, 'bin', 'train'), '--strategy', 'mirrored',
-               '--gin_file', os.path.join(REPO, 'gin', 'smoke.gin'),
-               '--gin_param', f"dataset_directory.data_root = '{tmp_path / 'data'}'",
-               '--gin_param', f'train.epochs = {epochs}',
-               '--gin_param', f'train.eval_depths = {eval_depths}',
-               '--root_dir', str(tmp_path / 'run')]
-    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+    command = train_command(tmp_path / 'run', tmp_path / 'data', f'train.epochs = {epochs}',
+                            f'train.eval_depths = {eval_depths}')
+    return subprocess.run(command + ['--strategy', 'mirrored'], capture_output=True,
+                          text=True, cwd=REPO, timeout=600)
 
   first = train(1, ())  # no evaluation: the second run evaluates the first's checkpoint
   assert first.returncode == 0, first.stderr[-3000:]
