@@ -73,6 +73,11 @@ def set_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+def first_line(error: Exception) -> str:
+  """The error's own message: gin appends lines naming the configurable it was raised in."""
+  return (str(error).splitlines() or [''])[0]
+
+
 def run(main):
   """Wraps an absl main so that a user's mistake ends with one line on stderr."""
 
@@ -80,10 +85,10 @@ def run(main):
     try:
       return main(argv)
     except USER_ERRORS as error:
-      print(f'error: {error}', file=sys.stderr)
+      print(f'error: {first_line(error)}', file=sys.stderr)
       sys.exit(1)
     except errors.Stopped as stop:
-      print(f'stopped: {stop}', file=sys.stderr)
+      print(f'stopped: {first_line(stop)}', file=sys.stderr)
       sys.exit(128 + stop.signal_number)
 
   return wrapped
