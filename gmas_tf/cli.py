@@ -44,6 +44,11 @@ def define_gin_flags():
   flags.DEFINE_multi_string('gin_param', [], 'gin bindings, e.g. "train.epochs = 3".')
 
 
+def first_line(error: Exception) -> str:
+  """The error's own message: gin appends lines naming the configurable or file it came from."""
+  return (str(error).strip().splitlines() or [''])[0]
+
+
 def parse_gin(gin_files: Sequence[str], gin_params: Sequence[str]) -> None:
   """Parses gin files and bindings; an unknown binding or file becomes a UserError."""
   # Lets `include 'gin/crar.gin'` work from any working directory.
@@ -54,7 +59,7 @@ def parse_gin(gin_files: Sequence[str], gin_params: Sequence[str]) -> None:
   try:
     gin.parse_config_files_and_bindings(gin_files, gin_params)
   except (ValueError, KeyError, SyntaxError, ImportError) as error:
-    message = (str(error).strip().splitlines() or [repr(error)])[0].rstrip('.')
+    message = (first_line(error) or repr(error)).rstrip('.')
     raise UserError(f'Bad gin config: {message}. Check the binding names against the '
                     'gin files in gin/.') from None
 
@@ -71,11 +76,6 @@ def set_threads(threads: int) -> None:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see the imports)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def first_line(error: Exception) -> str:
-  """The error's own message: gin appends lines naming the configurable it was raised in."""
-  return (str(error).splitlines() or [''])[0]
 
 
 def run(main):

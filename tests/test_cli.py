@@ -12,15 +12,6 @@ import pytest
 from gmas_tf import cli
 from gmas_tf import errors
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(autouse=True)
-def clean_gin():
-  gin.clear_config()
-  yield
-  gin.clear_config()
-
 
 @gin.configurable
 def fails_in_a_configurable(error):
@@ -46,7 +37,8 @@ def test_an_error_raised_inside_a_gin_configurable_ends_in_its_own_line(error, c
 def test_every_sweep_parses_in_bin_sweep_without_tensorflow():
   # bin/sweep's coordinating process stays small and starts in a fraction of a second.
   # The other files in gin/experiments configure one bin/train run.
-  paths = [path for path in sorted(glob.glob(os.path.join(REPO, 'gin', 'experiments', '*.gin')))
+  experiments = os.path.join(cli.REPO_ROOT, 'gin', 'experiments', '*.gin')
+  paths = [path for path in sorted(glob.glob(experiments))
            if 'experiment.configs' in open(path).read()]
   assert len(paths) >= 10
   program = (
@@ -58,5 +50,5 @@ def test_every_sweep_parses_in_bin_sweep_without_tensorflow():
       '  assert sweep.experiment("runs"), path\n'
       'assert "tensorflow" not in sys.modules\n')
   result = subprocess.run([sys.executable, '-c', program, *paths], capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
+                          text=True, cwd=cli.REPO_ROOT, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
