@@ -25,6 +25,7 @@ stops its trainers after their current update and keeps those checkpoints, so no
 lost; a sweep killed outright loses at most one epoch of each run.
 """
 
+import csv
 import ctypes
 import os
 import shutil
@@ -55,6 +56,28 @@ def latest_checkpoint_files(directory: str) -> List[str]:
     prefix = stream.readline().split('"')[1]
   files = [name for name in sorted(os.listdir(directory)) if name.startswith(prefix + '.')]
   return ['checkpoint'] + files if files else []
+
+
+def checkpoint_step(directory: str) -> Optional[int]:
+  """The step of the latest checkpoint in `directory` (bin/train numbers its checkpoints
+  by step: ckpt-<step>), or None if there is none."""
+  files = latest_checkpoint_files(directory)
+  return int(files[1].split('.')[0].split('-')[-1]) if files else None
+
+
+def last_evaluation(path: str, metric: str = 'held_out_epsilon_score'
+                    ) -> Optional[Tuple[int, str]]:
+  """The step of the last evaluation in an evaluations.csv and its `metric` per evaluation
+  depth ('d0 -4.41, d3 +0.32'); None if there is none."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as stream:
+    rows = [r for r in csv.DictReader(stream) if r.get(metric)]
+  if not rows:
+    return None
+  step = rows[-1]['step']
+  return int(step), ', '.join(f'd{r["depth"]} {float(r[metric]):+.2f}'
+                              for r in rows if r['step'] == step)
 
 
 class Run(NamedTuple):
@@ -118,6 +141,26 @@ class Run(NamedTuple):
     shutil.rmtree(kept, ignore_errors=True)
     os.rename(staging, kept)
     return True
+
+  def status(self) -> str:
+    """One line: finished, or where its latest checkpoint is, or not started; then its
+    last evaluation (held-out score with epsilon 0.1 per evaluation depth)."""
+    kept = os.path.join(self.results_dir, UNFINISHED_DIR) if self.results_dir else None
+    places = [d for d in (self.root_dir, self.results_dir, kept) if d]
+    step = checkpoint_step(os.path.join(self.root_dir, CHECKPOINT_DIR))
+    kept_step = checkpoint_step(os.path.join(kept, CHECKPOINT_DIR)) if kept else None
+    if self.finished:
+      state = 'finished'
+    elif step is not None:
+      state = f'checkpoint at step {step}'
+    elif kept_step is not None:
+      state = f'kept checkpoint at step {kept_step}'
+    else:
+      state = 'not started'
+    evaluations = [last_evaluation(os.path.join(d, 'evaluations.csv')) for d in places]
+    latest = max(filter(None, evaluations), default=None)
+    return f'{self.name} seed {self.seed}: {state}' + (
+        f'; last evaluation at step {latest[0]}: {latest[1]}' if latest else '')
 
   def restore_progress(self) -> bool:
     """Starts root_dir from the kept checkpoint if root_dir has none. Returns whether it did."""

@@ -221,6 +221,40 @@ def test_unfinished_run_keeps_only_its_latest_checkpoint_and_a_new_session_resum
       'events.out.tfevents.1', 'events.out.tfevents.2']
 
 
+EVALUATIONS = ('step,depth,held_out_epsilon_score\n5000,0,-4.5\n5000,3,-4.25\n'
+               '10000,0,-3.0\n10000,3,0.5\n')
+
+
+def test_status_says_where_each_run_stands(tmp_path):
+  runs = sweep.experiment(str(tmp_path / 'root'), configs={'a': 'a.gin'}, seeds=[0, 1, 2, 3],
+                          results_dir=str(tmp_path / 'kept'))
+  os.makedirs(runs[0].results_dir)
+  (tmp_path / 'kept' / 'a' / 'seed_0' / 'finished').write_text('')
+  (tmp_path / 'kept' / 'a' / 'seed_0' / 'evaluations.csv').write_text(EVALUATIONS)
+  # Run 1's kept copy is older than what its root_dir has trained since.
+  write_checkpoint(tmp_path / 'kept' / 'a' / 'seed_1' / 'unfinished' / 'checkpoints', 5000)
+  (tmp_path / 'kept' / 'a' / 'seed_1' / 'unfinished' / 'evaluations.csv').write_text(
+      EVALUATIONS.split('10000')[0])
+  write_checkpoint(tmp_path / 'root' / 'a' / 'seed_1' / 'checkpoints', 12078)
+  (tmp_path / 'root' / 'a' / 'seed_1' / 'evaluations.csv').write_text(EVALUATIONS)
+  write_checkpoint(tmp_path / 'kept' / 'a' / 'seed_2' / 'unfinished' / 'checkpoints', 27301)
+  assert [r.status() for r in runs] == [
+      'a seed 0: finished; last evaluation at step 10000: d0 -3.00, d3 +0.50',
+      'a seed 1: checkpoint at step 12078; last evaluation at step 10000: d0 -3.00, d3 +0.50',
+      'a seed 2: kept checkpoint at step 27301',
+      'a seed 3: not started']
+  assert not (tmp_path / 'root' / 'a' / 'seed_2').exists()  # reading restores nothing
+
+
+def test_bin_sweep_status_trains_nothing(tmp_path):
+  gin_file = write_sweep(tmp_path / 'sweep.gin', tmp_path / 'data', epochs=1)
+  result = subprocess.run(sweep_command(gin_file, tmp_path / 'sweep') + ['--status'],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines() == ['crar seed 0: not started', 'crar seed 1: not started']
+  assert not (tmp_path / 'sweep').exists() and not (tmp_path / 'data').exists()
+
+
 # A fake trainer's checkpoint at `step`, as a CheckpointManager leaves it (fake_train.py code).
 FAKE_CHECKPOINT = """
 def save_checkpoint():
