@@ -88,6 +88,11 @@ class Run(NamedTuple):
   root_dir: str
   results_dir: Optional[str] = None  # where this run's summaries are kept, if anywhere
 
+  @property
+  def kept_dir(self) -> Optional[str]:
+    """Where the latest checkpoint of an unfinished run is kept, if anywhere."""
+    return os.path.join(self.results_dir, UNFINISHED_DIR) if self.results_dir else None
+
   def command(self, train_binary: str, threads: int = 0) -> List[str]:
     """bin/train's command line; threads > 0 sets its TensorFlow threads."""
     params = [f'train.seed = {self.seed}', f'ensure_dataset.seed = {self.seed}', *self.bindings]
@@ -109,7 +114,7 @@ class Run(NamedTuple):
       self._copy_summary_dirs(self.results_dir)
       for name in SUMMARY_FILES:  # `finished` last: the copy is whole once it is there
         shutil.copyfile(os.path.join(self.root_dir, name), os.path.join(self.results_dir, name))
-      shutil.rmtree(os.path.join(self.results_dir, UNFINISHED_DIR), ignore_errors=True)
+      shutil.rmtree(self.kept_dir, ignore_errors=True)
 
   def _copy_summary_dirs(self, destination: str):
     for name in SUMMARY_DIRS:
@@ -125,7 +130,7 @@ class Run(NamedTuple):
       return False
     source = os.path.join(self.root_dir, CHECKPOINT_DIR)
     files = latest_checkpoint_files(source)
-    kept = os.path.join(self.results_dir, UNFINISHED_DIR)
+    kept = self.kept_dir
     if not files or files == latest_checkpoint_files(os.path.join(kept, CHECKPOINT_DIR)):
       return False
     # Built beside the kept copy, then swapped in: a kill midway leaves the old one whole.
@@ -145,10 +150,10 @@ class Run(NamedTuple):
   def status(self) -> str:
     """One line: finished, or where its latest checkpoint is, or not started; then its
     last evaluation (held-out score with epsilon 0.1 per evaluation depth)."""
-    kept = os.path.join(self.results_dir, UNFINISHED_DIR) if self.results_dir else None
+    kept = self.kept_dir
     places = [d for d in (self.root_dir, self.results_dir, kept) if d]
     step = checkpoint_step(os.path.join(self.root_dir, CHECKPOINT_DIR))
-    kept_step = checkpoint_step(os.path.join(kept, CHECKPOINT_DIR)) if kept else None
+    kept_step = kept and checkpoint_step(os.path.join(kept, CHECKPOINT_DIR))
     if self.finished:
       state = 'finished'
     elif step is not None:
@@ -164,8 +169,8 @@ class Run(NamedTuple):
 
   def restore_progress(self) -> bool:
     """Starts root_dir from the kept checkpoint if root_dir has none. Returns whether it did."""
-    kept = os.path.join(self.results_dir or '', UNFINISHED_DIR)
-    if (not self.results_dir or not latest_checkpoint_files(os.path.join(kept, CHECKPOINT_DIR))
+    kept = self.kept_dir
+    if (not kept or not latest_checkpoint_files(os.path.join(kept, CHECKPOINT_DIR))
         or latest_checkpoint_files(os.path.join(self.root_dir, CHECKPOINT_DIR))):
       return False
     shutil.copytree(kept, self.root_dir, dirs_exist_ok=True)
