@@ -282,18 +282,36 @@ def read_losses(root_dir: str, prefix: Union[str, Sequence[str]] = 'Losses/'
   return {name: tuple(zip(*sorted(points.items()))) for name, points in series.items()}
 
 
+def window_means(steps, values, window: int, last: int, start: int = 0):
+  """[(first, last, mean or None)] over the windows (start + k w, start + (k + 1) w] that
+  cover the updates up to `last`; None where a window holds no recorded step."""
+  steps, values = np.asarray(steps), np.asarray(values)
+  windows = []
+  for begin in range(start, last, window):
+    inside = (steps > begin) & (steps <= begin + window)
+    windows.append((begin + 1, min(begin + window, last),
+                    float(values[inside].mean()) if inside.any() else None))
+  return windows
+
+
+def first_window_reaching(steps, values, threshold: float, window: int,
+                          start: int = 0) -> Optional[int]:
+  """The last update of the first window after `start` whose mean value is at least
+  `threshold` (when a logged scalar, such as Q's slope in x, has grown), or None."""
+  for _, end, mean in window_means(steps, values, window, int(steps[-1]), start):
+    if mean is not None and mean >= threshold:
+      return end
+  return None
+
+
 def loss_table(series: Dict[str, tuple], window: int,
                names: Optional[Sequence[str]] = None) -> str:
   """A markdown table of each loss's mean over consecutive windows of `window` updates."""
   names = sorted(series) if names is None else [n for n in names if n in series]
   last = max(int(series[n][0][-1]) for n in names)
+  columns = [window_means(*series[name], window, last) for name in names]
   lines = ['| updates | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|']
-  arrays = {name: tuple(np.asarray(a) for a in series[name]) for name in names}
-  for start in range(0, last, window):
-    cells = []
-    for name in names:
-      steps, values = arrays[name]
-      inside = (steps > start) & (steps <= start + window)
-      cells.append(f'{values[inside].mean():.4f}' if inside.any() else '')
-    lines.append(f'| {start + 1}-{min(start + window, last)} | ' + ' | '.join(cells) + ' |')
+  for row in zip(*columns):
+    cells = ['' if mean is None else f'{mean:.4f}' for _, _, mean in row]
+    lines.append(f'| {row[0][0]}-{row[0][1]} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)

@@ -154,10 +154,15 @@ def test_bin_plot_curves_tables_and_plots_the_scalars_of_every_run(sweep_dir, tm
                    '--output', str(tmp_path / 'curves.png'), '--losses_output', losses,
                    '--scalar_prefix', 'Gradients/,Diagnostics/',
                    '--scalars', 'encoder/q,q_slope_norm', '--loss_table_window', '200',
-                   '--log_scalars')
+                   '--log_scalars', '--first_reaching', 'q_slope_norm=0.75,encoder/reward=1')
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(losses) > 10_000
-  tables = result.stdout.split('crar/seed_1:')
+  tables, first_reaching = result.stdout.split('| run |')
+  # Seed 1's slope (1.0) reaches 0.75 in the first window, seed 0's (0.5) never; the
+  # reward pull was left out by --scalars.
+  assert first_reaching.splitlines()[2:] == [
+      '| crar/seed_0 | never (to 200) | not logged |', '| crar/seed_1 | 200 | not logged |']
+  tables = tables.split('crar/seed_1:')
   assert 'crar/seed_0:' in tables[0] and len(tables) == 2
   for scale, table in enumerate(tables, 1):
     assert '| updates | encoder/q | q_slope_norm |' in table  # not reward, not Losses/q
@@ -200,6 +205,12 @@ def test_loss_table_averages_each_window_by_hand(tmp_path):
       '| 1-200 | 2.0000 | 0.5000 |', '| 201-300 | 5.0000 | 0.2500 |']
   assert report.loss_table(series, 200, names=['reward', 'absent']).splitlines()[0] == (
       '| updates | reward |')
+  # The window means 2.0 (1-200) and 5.0 (201-300); from update 100 on, 3.0 (101-200: the
+  # step 200 alone) and 5.0 (201-300).
+  assert report.first_window_reaching(*series['q'], 2.0, 200) == 200
+  assert report.first_window_reaching(*series['q'], 2.5, 200) == 300
+  assert report.first_window_reaching(*series['q'], 2.5, 100, start=100) == 200
+  assert report.first_window_reaching(*series['q'], 5.5, 200) is None
   # Two prefixes that give one name would mix two series: refused.
   with pytest.raises(ValueError, match="would both be named 'q'"):
     report.read_losses(str(tmp_path), ['Losses/', 'Gradients/encoder/'])
