@@ -1,5 +1,6 @@
 """Does the learned model fit the data's rare events? A fixed probe of transitions.
-And how steep is the model-free Q in the abstract state, beside the planner's slope?
+And how steep is the model-free Q in the abstract state, beside the planner's slope, and
+which part of the Q loss makes it steeper or flatter?
 
 Key pickups are about 0.6% of a random policy's transitions, so the batch-mean reward loss
 stays near zero whether or not the reward model has learned them. The probe holds up to
@@ -15,8 +16,10 @@ import tensorflow as tf
 
 from gmas_tf import data
 from gmas_tf import gradient_matching
+from gmas_tf import optimizers
 from gmas_tf import render
 
+ZERO = tf.UnconnectedGradients.ZERO
 PROBE_FIELDS = ('probe_key_reward', 'probe_step_reward', 'probe_terminal_discount',
                 'probe_transition_error')
 
@@ -71,3 +74,35 @@ def slope_probe(agent, probe: Dict[str, np.ndarray], depth: int) -> Dict[str, fl
               label_norm=float(tf.reduce_mean(tf.norm(label, axis=-1))),
               slope_cosine=float(tf.reduce_mean(
                   gradient_matching.cosine_similarity(label, prediction))))
+
+
+def slope_growth(agent, experience: data.Transition) -> Dict[str, float]:
+  """Which part of the Q loss steepens Q in x, and which flattens it, on one batch.
+
+  m = mean ||dQ(x, a)/dx|| over the batch, x = e(s). Each part of the Q loss (CRAR: 'td';
+  GMAS: 'td' and 'gradient_matching') moves the Q network by its share of the update the
+  Q loss's own RMSprop makes now (`optimizers.step_parts`: this batch's clipping and
+  accumulator, from the agent's current state); `slope_change_<part>` is the first-order
+  change of m under that share on the Q network, relative to m (the encoder's share, which
+  moves x, is left out). Per-loss schemes only.
+  """
+  optimizer, variables = agent.q_loss_optimizer()
+  with tf.GradientTape(persistent=True) as tape:
+    parts = agent.q_loss_parts(experience)
+  shares = optimizers.step_parts(
+      optimizer, {name: tape.gradient(loss, variables, unconnected_gradients=ZERO)
+                  for name, loss in parts.items()}, variables)
+  del tape
+  q_variables = agent.network('q_network').trainable_variables
+  on_q = [i for i, v in enumerate(variables) if any(v is w for w in q_variables)]
+  x = tf.stop_gradient(agent.network('encoder')(experience.observation))
+  with tf.GradientTape() as tape:
+    slope = gradient_matching.model_free_slope(x, experience.action,
+                                               agent.network('q_network'))
+    steepness = tf.reduce_mean(tf.norm(slope, axis=-1))
+  direction = tape.gradient(steepness, [variables[i] for i in on_q],
+                            unconnected_gradients=ZERO)  # Q's last bias: no slope
+  changes = {f'slope_change_{name}': float(tf.add_n(
+      [tf.reduce_sum(d * share[i]) for d, i in zip(direction, on_q)]) / steepness)
+             for name, share in shares.items()}
+  return dict(q_slope_norm=float(steepness), **changes)

@@ -41,3 +41,37 @@ def rmsprop(learning_rate: float, rho: float, epsilon: float, clipping: str = 'g
   return tf.keras.optimizers.legacy.RMSprop(
       learning_rate=learning_rate, rho=rho, momentum=0.0, epsilon=epsilon, centered=False,
       **clip)
+
+
+def step_parts(optimizer: tf.keras.optimizers.legacy.RMSprop, gradient_parts, variables):
+  """The update `optimizer.apply_gradients` would make with the sum of `gradient_parts`,
+  split into each part's share: {name: [step per variable]}, summing to that update.
+
+  The shares are linear in the parts because the update is, once the sum fixes what is
+  not: the clipping factor c (of the summed gradient) and the accumulator
+  v' = rho v + (1 - rho) (c g)^2. Part i's share is -lr c g_i / (sqrt(v') + eps). Nothing
+  is applied; the optimizer's accumulators are created (as zeros, or restored from a
+  checkpoint) where they do not exist yet.
+
+  Args:
+    optimizer: one of `rmsprop`'s optimizers.
+    gradient_parts: {name: [gradient per variable]}, in the order of `variables` (zeros,
+      not None, where a part does not depend on a variable).
+    variables: the variables the optimizer updates.
+  """
+  config = optimizer.get_config()
+  total = [tf.add_n(list(g)) for g in zip(*gradient_parts.values())]
+  if config.get('global_clipnorm'):
+    factor = tf.minimum(1.0, config['global_clipnorm'] / tf.linalg.global_norm(total))
+    factors = [factor] * len(total)
+  elif config.get('clipnorm'):
+    factors = [tf.minimum(1.0, config['clipnorm'] / tf.norm(g)) for g in total]
+  else:
+    factors = [1.0] * len(total)
+  scales = []
+  for variable, gradient, factor in zip(variables, total, factors):
+    v = config['rho'] * optimizer.add_slot(variable, 'rms') + (
+        1.0 - config['rho']) * tf.square(factor * gradient)
+    scales.append(-config['learning_rate'] * factor / (tf.sqrt(v) + config['epsilon']))
+  return {name: [scale * g for scale, g in zip(scales, gradients)]
+          for name, gradients in gradient_parts.items()}

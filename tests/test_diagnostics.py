@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from gmas_tf import data
 from gmas_tf import diagnostics
+from gmas_tf import optimizers
 from gmas_tf.envs import maze
 
 
@@ -68,3 +69,47 @@ def test_slope_probe_at_depth_0_compares_q_with_its_target(arrays):
                                  rel=1e-5)
   deeper = diagnostics.slope_probe(agent, probe, depth=2)
   assert deeper['q_slope_norm'] == pytest.approx(norm, rel=1e-5) and deeper['slope_cosine'] < 1
+
+
+def test_slope_growth_is_the_first_order_change_of_the_slope_under_each_share(arrays):
+  from tf_agents.environments import tf_py_environment  # pylint: disable=g-import-not-at-top
+  from gmas_tf.agents import gmas_agent  # pylint: disable=g-import-not-at-top
+  env = maze.MazeEnvironment(seed=0)
+  tf.keras.utils.set_random_seed(1)
+  batches = iter(data.make_dataset(data.make_replay_buffer(arrays), env.sprites, 8))
+  tf_env = tf_py_environment.TFPyEnvironment(env)
+  agent = gmas_agent.GmasAgent(tf_env.time_step_spec(), tf_env.action_spec(),
+                               training_depth=1, update_scheme='per_loss')
+  agent.initialize()
+  agent.train(next(batches))  # the Q loss's RMSprop holds an accumulator
+  batch = next(batches)
+  result = diagnostics.slope_growth(agent, batch)
+  assert set(result) == {'q_slope_norm', 'slope_change_td', 'slope_change_gradient_matching'}
+  # Recompute each share, move the Q network by a thousandth of it both ways: the central
+  # difference of the slope's norm is the reported first-order change. (A whole share
+  # moves this fresh agent's slope by a quarter, and a hundredth already switches some of
+  # the Q network's max-pooling choices.)
+  optimizer, variables = agent.q_loss_optimizer()
+  with tf.GradientTape(persistent=True) as tape:
+    parts = agent.q_loss_parts(batch)
+  shares = optimizers.step_parts(
+      optimizer, {n: tape.gradient(loss, variables, unconnected_gradients=diagnostics.ZERO)
+                  for n, loss in parts.items()}, variables)
+  q_network = agent.network('q_network')
+  at = [i for i, v in enumerate(variables) if any(v is w for w in q_network.trainable_variables)]
+  x = agent.network('encoder')(batch.observation)
+
+  def steepness(sign, share):
+    for i in at:
+      variables[i].assign_add(sign * share[i])
+    slope = diagnostics.gradient_matching.model_free_slope(x, batch.action, q_network)
+    value = float(tf.reduce_mean(tf.norm(slope, axis=-1)))
+    for i in at:
+      variables[i].assign_sub(sign * share[i])
+    return value
+
+  for name, share in shares.items():
+    central = (steepness(1e-3, share) - steepness(-1e-3, share)) / 2e-3
+    assert central / result['q_slope_norm'] == pytest.approx(result[f'slope_change_{name}'],
+                                                             rel=0.05, abs=1e-6)
+  assert result['q_slope_norm'] == pytest.approx(steepness(0, shares['td']), rel=1e-6)

@@ -73,3 +73,24 @@ def test_global_norm_clipping_scales_every_gradient_together():
 def test_unknown_clipping_is_rejected():
   with pytest.raises(ValueError, match='clipping'):
     optimizers.rmsprop(LR, RHO, EPS, clipping='sometimes')
+
+
+@pytest.mark.parametrize('clipping', optimizers.CLIPPINGS)
+def test_step_parts_sum_to_the_update_apply_gradients_makes(clipping):
+  rng = np.random.default_rng(0)
+  variables = [tf.Variable(rng.normal(size=s).astype(np.float32)) for s in ((3, 2), (2,))]
+  optimizer = optimizers.rmsprop(LR, RHO, EPS, clipping=clipping, clip_norm=1.0)
+  # One update first, so the accumulators are not zero; the next gradient's norm is over 1.
+  optimizer.apply_gradients([(tf.ones_like(v), v) for v in variables])
+  parts = {name: [tf.constant(rng.normal(scale=2.0, size=v.shape).astype(np.float32))
+                  for v in variables] for name in ('td', 'gradient_matching')}
+  shares = optimizers.step_parts(optimizer, parts, variables)
+  before = [v.numpy() for v in variables]
+  optimizer.apply_gradients(zip([a + b for a, b in zip(*parts.values())], variables))
+  for share_td, share_matching, v, old in zip(*shares.values(), variables, before):
+    np.testing.assert_allclose(share_td + share_matching, v.numpy() - old, rtol=1e-4,
+                               atol=1e-9)
+  # Each share is its part's gradient through the update's normalizer: same signs, and
+  # the parts' shares differ (one normalizer, two directions).
+  assert np.all(np.sign(shares['td'][1]) == -np.sign(parts['td'][1]))
+  assert not np.allclose(shares['td'][0], shares['gradient_matching'][0])

@@ -89,6 +89,7 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   probed = json.loads(probe.stdout[probe.stdout.index('{'):])
   assert probed['step'] == 8 and probed['q_slope_norm'] > 0 and probed['label_norm'] > 0
   assert -1.0 <= probed['slope_cosine'] <= 1.0
+  assert 'slope_change_td' not in probed  # the joint scheme's Q loss has no RMSprop of its own
 
 
 def test_unknown_gin_binding_is_one_clear_error(tmp_path, data_root):
