@@ -84,7 +84,9 @@ def slope_growth(agent, experience: data.Transition) -> Dict[str, float]:
   Q loss's own RMSprop makes now (`optimizers.step_parts`: this batch's clipping and
   accumulator, from the agent's current state); `slope_change_<part>` is the first-order
   change of m under that share on the Q network, relative to m (the encoder's share, which
-  moves x, is left out). Per-loss schemes only.
+  moves x, is left out), and `slope_change_update` the change the whole share on the Q
+  network makes, not linearized (the Q network is put back as it was). Per-loss schemes
+  only.
   """
   optimizer, variables = agent.q_loss_optimizer()
   with tf.GradientTape(persistent=True) as tape:
@@ -96,13 +98,23 @@ def slope_growth(agent, experience: data.Transition) -> Dict[str, float]:
   q_variables = agent.network('q_network').trainable_variables
   on_q = [i for i, v in enumerate(variables) if any(v is w for w in q_variables)]
   x = tf.stop_gradient(agent.network('encoder')(experience.observation))
-  with tf.GradientTape() as tape:
+
+  def mean_slope_norm():
     slope = gradient_matching.model_free_slope(x, experience.action,
                                                agent.network('q_network'))
-    steepness = tf.reduce_mean(tf.norm(slope, axis=-1))
+    return tf.reduce_mean(tf.norm(slope, axis=-1))
+
+  with tf.GradientTape() as tape:
+    steepness = mean_slope_norm()
   direction = tape.gradient(steepness, [variables[i] for i in on_q],
                             unconnected_gradients=ZERO)  # Q's last bias: no slope
   changes = {f'slope_change_{name}': float(tf.add_n(
       [tf.reduce_sum(d * share[i]) for d, i in zip(direction, on_q)]) / steepness)
              for name, share in shares.items()}
+  kept = [tf.identity(variables[i]) for i in on_q]
+  for i in on_q:
+    variables[i].assign_add(tf.add_n([share[i] for share in shares.values()]))
+  changes['slope_change_update'] = float(mean_slope_norm() / steepness - 1.0)
+  for i, value in zip(on_q, kept):
+    variables[i].assign(value)
   return dict(q_slope_norm=float(steepness), **changes)

@@ -84,7 +84,9 @@ def test_slope_growth_is_the_first_order_change_of_the_slope_under_each_share(ar
   agent.train(next(batches))  # the Q loss's RMSprop holds an accumulator
   batch = next(batches)
   result = diagnostics.slope_growth(agent, batch)
-  assert set(result) == {'q_slope_norm', 'slope_change_td', 'slope_change_gradient_matching'}
+  assert set(result) == {'q_slope_norm', 'slope_change_td', 'slope_change_gradient_matching',
+                         'slope_change_update'}
+  assert diagnostics.slope_growth(agent, batch) == result  # it left the agent as it was
   # Recompute each share, move the Q network by a thousandth of it both ways: the central
   # difference of the slope's norm is the reported first-order change. (A whole share
   # moves this fresh agent's slope by a quarter, and a hundredth already switches some of
@@ -112,4 +114,8 @@ def test_slope_growth_is_the_first_order_change_of_the_slope_under_each_share(ar
     central = (steepness(1e-3, share) - steepness(-1e-3, share)) / 2e-3
     assert central / result['q_slope_norm'] == pytest.approx(result[f'slope_change_{name}'],
                                                              rel=0.05, abs=1e-6)
+  # The whole update, not linearized; and the Q network is left as it was.
+  whole = [a + b for a, b in zip(*shares.values())]
+  assert result['slope_change_update'] == pytest.approx(
+      steepness(1, whole) / result['q_slope_norm'] - 1, rel=1e-4)
   assert result['q_slope_norm'] == pytest.approx(steepness(0, shares['td']), rel=1e-6)
