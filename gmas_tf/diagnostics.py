@@ -9,7 +9,7 @@ stays near zero whether or not the reward model has learned them. The probe hold
 predictions on each group separately.
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -76,10 +76,13 @@ def slope_probe(agent, probe: Dict[str, np.ndarray], depth: int) -> Dict[str, fl
                   gradient_matching.cosine_similarity(label, prediction))))
 
 
-def slope_growth(agent, experience: data.Transition) -> Dict[str, float]:
+def slope_growth(agent, experience: data.Transition,
+                 measured: Optional[data.Transition] = None) -> Dict[str, float]:
   """Which part of the Q loss steepens Q in x, and which flattens it, on one batch.
 
-  m = mean ||dQ(x, a)/dx|| over the batch, x = e(s). Each part of the Q loss (CRAR: 'td';
+  m = mean ||dQ(x, a)/dx|| over the transitions `measured` (default: the batch itself;
+  other transitions show what the update does beyond the batch it fits), x = e(s). Each
+  part of the Q loss (CRAR: 'td';
   GMAS: 'td' and 'gradient_matching') moves the Q network by its share of the update the
   Q loss's own RMSprop makes now (`optimizers.step_parts`: this batch's clipping and
   accumulator, from the agent's current state); `slope_change_<part>` is the first-order
@@ -97,10 +100,11 @@ def slope_growth(agent, experience: data.Transition) -> Dict[str, float]:
   del tape
   q_variables = agent.network('q_network').trainable_variables
   on_q = [i for i, v in enumerate(variables) if any(v is w for w in q_variables)]
-  x = tf.stop_gradient(agent.network('encoder')(experience.observation))
+  measured = experience if measured is None else measured
+  x = tf.stop_gradient(agent.network('encoder')(measured.observation))
 
   def mean_slope_norm():
-    slope = gradient_matching.model_free_slope(x, experience.action,
+    slope = gradient_matching.model_free_slope(x, measured.action,
                                                agent.network('q_network'))
     return tf.reduce_mean(tf.norm(slope, axis=-1))
 

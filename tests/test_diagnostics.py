@@ -82,11 +82,11 @@ def test_slope_growth_is_the_first_order_change_of_the_slope_under_each_share(ar
                                training_depth=1, update_scheme='per_loss')
   agent.initialize()
   agent.train(next(batches))  # the Q loss's RMSprop holds an accumulator
-  batch = next(batches)
-  result = diagnostics.slope_growth(agent, batch)
+  batch, measured = next(batches), next(batches)  # trained on one, measured on the other
+  result = diagnostics.slope_growth(agent, batch, measured)
   assert set(result) == {'q_slope_norm', 'slope_change_td', 'slope_change_gradient_matching',
                          'slope_change_update'}
-  assert diagnostics.slope_growth(agent, batch) == result  # it left the agent as it was
+  assert diagnostics.slope_growth(agent, batch, measured) == result  # the agent is as it was
   # Recompute each share, move the Q network by a thousandth of it both ways: the central
   # difference of the slope's norm is the reported first-order change. (A whole share
   # moves this fresh agent's slope by a quarter, and a hundredth already switches some of
@@ -99,12 +99,12 @@ def test_slope_growth_is_the_first_order_change_of_the_slope_under_each_share(ar
                   for n, loss in parts.items()}, variables)
   q_network = agent.network('q_network')
   at = [i for i, v in enumerate(variables) if any(v is w for w in q_network.trainable_variables)]
-  x = agent.network('encoder')(batch.observation)
+  x = agent.network('encoder')(measured.observation)
 
   def steepness(sign, share):
     for i in at:
       variables[i].assign_add(sign * share[i])
-    slope = diagnostics.gradient_matching.model_free_slope(x, batch.action, q_network)
+    slope = diagnostics.gradient_matching.model_free_slope(x, measured.action, q_network)
     value = float(tf.reduce_mean(tf.norm(slope, axis=-1)))
     for i in at:
       variables[i].assign_sub(sign * share[i])
