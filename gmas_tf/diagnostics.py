@@ -78,47 +78,43 @@ def slope_probe(agent, probe: Dict[str, np.ndarray], depth: int) -> Dict[str, fl
 
 def slope_growth(agent, experience: data.Transition,
                  measured: Optional[data.Transition] = None) -> Dict[str, float]:
-  """Which part of the Q loss steepens Q in x, and which flattens it, on one batch.
+  """Which losses steepen Q in x in the next update, and which flatten it.
 
   m = mean ||dQ(x, a)/dx|| over the transitions `measured` (default: the batch itself;
-  other transitions show what the update does beyond the batch it fits), x = e(s). Each
-  part of the Q loss (CRAR: 'td';
-  GMAS: 'td' and 'gradient_matching') moves the Q network by its share of the update the
-  Q loss's own RMSprop makes now (`optimizers.step_parts`: this batch's clipping and
-  accumulator, from the agent's current state); `slope_change_<part>` is the first-order
-  change of m under that share on the Q network, relative to m (the encoder's share, which
-  moves x, is left out), and `slope_change_update` the change the whole share on the Q
-  network makes, not linearized (the Q network is put back as it was). Per-loss schemes
-  only.
+  other transitions show what the update does beyond the batch it fits), x = e(s). Every
+  loss (the Q loss split into 'td' and, for GMAS, 'gradient_matching') moves its variables
+  by its share of the next update trained on `experience` (`agent.update_groups`,
+  `optimizers.step_parts`: that batch's clipping and the accumulators as they stand);
+  `slope_change_<loss>` is the first-order change of m under that share, relative to m,
+  through the encoder (which moves x) and the Q network alike. `slope_change_encoder` and
+  `slope_change_q_network` split their sum by where it acts. Under deer's scheme each loss
+  is applied after the previous one; these shares all start from the same parameters.
   """
-  optimizer, variables = agent.q_loss_optimizer()
-  with tf.GradientTape(persistent=True) as tape:
-    parts = agent.q_loss_parts(experience)
-  shares = optimizers.step_parts(
-      optimizer, {name: tape.gradient(loss, variables, unconnected_gradients=ZERO)
-                  for name, loss in parts.items()}, variables)
-  del tape
-  q_variables = agent.network('q_network').trainable_variables
-  on_q = [i for i, v in enumerate(variables) if any(v is w for w in q_variables)]
   measured = experience if measured is None else measured
-  x = tf.stop_gradient(agent.network('encoder')(measured.observation))
-
-  def mean_slope_norm():
-    slope = gradient_matching.model_free_slope(x, measured.action,
-                                               agent.network('q_network'))
-    return tf.reduce_mean(tf.norm(slope, axis=-1))
-
+  networks = {name: agent.network(name).trainable_variables
+              for name in ('encoder', 'q_network')}
   with tf.GradientTape() as tape:
-    steepness = mean_slope_norm()
-  direction = tape.gradient(steepness, [variables[i] for i in on_q],
-                            unconnected_gradients=ZERO)  # Q's last bias: no slope
-  changes = {f'slope_change_{name}': float(tf.add_n(
-      [tf.reduce_sum(d * share[i]) for d, i in zip(direction, on_q)]) / steepness)
-             for name, share in shares.items()}
-  kept = [tf.identity(variables[i]) for i in on_q]
-  for i in on_q:
-    variables[i].assign_add(tf.add_n([share[i] for share in shares.values()]))
-  changes['slope_change_update'] = float(mean_slope_norm() / steepness - 1.0)
-  for i, value in zip(on_q, kept):
-    variables[i].assign(value)
-  return dict(q_slope_norm=float(steepness), **changes)
+    x = agent.network('encoder')(measured.observation)
+    slope = gradient_matching.model_free_slope(x, measured.action, agent.network('q_network'))
+    steepness = tf.reduce_mean(tf.norm(slope, axis=-1))
+  where = {v.ref(): name for name, variables in networks.items() for v in variables}
+  direction = dict(zip([v.ref() for vs in networks.values() for v in vs], tape.gradient(
+      steepness, [v for vs in networks.values() for v in vs], unconnected_gradients=ZERO)))
+  changes, by_network = {}, dict(encoder=0.0, q_network=0.0)
+  with tf.GradientTape(persistent=True) as tape:
+    groups = agent.update_groups(experience)
+  for optimizer, variables, losses in groups:
+    shares = optimizers.step_parts(
+        optimizer, {name: tape.gradient(loss, variables, unconnected_gradients=ZERO)
+                    for name, loss in losses.items()}, variables)
+    for name, share in shares.items():
+      changes[name] = 0.0
+      for variable, step in zip(variables, share):
+        if variable.ref() in direction:
+          change = float(tf.reduce_sum(direction[variable.ref()] * step) / steepness)
+          changes[name] += change
+          by_network[where[variable.ref()]] += change
+  del tape
+  return dict(q_slope_norm=float(steepness),
+              **{f'slope_change_{name}': value for name, value in changes.items()},
+              **{f'slope_change_{name}': value for name, value in by_network.items()})

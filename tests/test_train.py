@@ -83,13 +83,18 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   assert 'Traceback' not in missing.stderr
 
   probe = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'probe_model'),
-                          '--root_dir', str(tmp_path / 'run'), '--size', '8', '--depth', '2'],
+                          '--root_dir', str(tmp_path / 'run'), '--size', '8', '--depth', '2',
+                          '--batches', '2', '--measured', '16'],
                          capture_output=True, text=True, timeout=300, cwd=REPO)
   assert probe.returncode == 0, probe.stderr[-3000:]
   probed = json.loads(probe.stdout[probe.stdout.index('{'):])
   assert probed['step'] == 8 and probed['q_slope_norm'] > 0 and probed['label_norm'] > 0
   assert -1.0 <= probed['slope_cosine'] <= 1.0
-  assert 'slope_change_td' not in probed  # the joint scheme's Q loss has no RMSprop of its own
+  # Every loss's share of the next update, and the two networks' sums of them.
+  shares = [probed[f'slope_change_{n}'] for n in ('transition', 'reward', 'discount', 'ball',
+                                                   'dispersion', 'consecutive_dispersion', 'td')]
+  assert sum(shares) == pytest.approx(
+      probed['slope_change_encoder'] + probed['slope_change_q_network'], abs=1e-6)
 
 
 def test_unknown_gin_binding_is_one_clear_error(tmp_path, data_root):

@@ -318,20 +318,21 @@ class CrarAgent(tf_agent.TFAgent):
     optimizer.apply_gradients(zip(gradients, variables))
     return gradients
 
-  def q_loss_parts(self, experience: data.Transition) -> Dict[str, tf.Tensor]:
-    """The weighted Q loss on experience, by part ('td' alone for CRAR; GMAS adds
-    'gradient_matching'), the parts summing to it."""
-    terms = self.loss_terms(experience, ('q',))
-    parts = self._loss_parts(terms) or {'td': (self._loss_weights['q'], terms['q'])}
-    return {name: weight * term for name, (weight, term) in parts.items()}
-
-  def q_loss_optimizer(self):
-    """The RMSprop the Q loss is applied with in the per-loss schemes, and its variables
-    (the encoder's and the Q network's)."""
+  def update_groups(self, experience: data.Transition):
+    """The update, as [(optimizer, variables, {part: weighted loss})], one per RMSprop
+    call: one per loss under the per-loss schemes, the Q loss split into its parts ('td';
+    GMAS adds 'gradient_matching'), and one for every part under the joint sum. The losses
+    come from one forward pass (deer's scheme takes each after the previous is applied)."""
+    terms = self.loss_terms(experience)
+    q_parts = self._loss_parts(terms) or {'td': (self._loss_weights['q'], terms['q'])}
+    parts = {name: {name: self._loss_weights[name] * terms[name]} for name in LOSS_ORDER}
+    parts['q'] = {name: weight * term for name, (weight, term) in q_parts.items()}
     if self._update_scheme == 'joint':
-      raise ValueError('The joint scheme applies the Q loss with every other loss in one '
-                       'RMSprop; only the per-loss schemes give it its own.')
-    return self._optimizers[self._optimizer_name('q')], self._variables_of('q')
+      variables = [v for n in NETWORK_NAMES for v in self.network(n).trainable_variables]
+      every = {part: loss for group in parts.values() for part, loss in group.items()}
+      return [(self._optimizers['joint'], variables, every)]
+    return [(self._optimizers[self._optimizer_name(name)], self._variables_of(name),
+             parts[name]) for name in LOSS_ORDER]
 
   def _loss_parts(self, terms: Dict[str, tf.Tensor]) -> Dict[str, Tuple[float, tf.Tensor]]:
     """Parts of the Q loss, as (weight, term of `terms`), whose pulls on the encoder and the
