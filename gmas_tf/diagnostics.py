@@ -1,6 +1,6 @@
 """Does the learned model fit the data's rare events? A fixed probe of transitions.
 And how steep is the model-free Q in the abstract state, beside the planner's slope, and
-which part of the Q loss makes it steeper or flatter?
+which losses make it steeper or flatter?
 
 Key pickups are about 0.6% of a random policy's transitions, so the batch-mean reward loss
 stays near zero whether or not the reward model has learned them. The probe holds up to
@@ -88,7 +88,8 @@ def slope_growth(agent, experience: data.Transition,
   `slope_change_<loss>` is the first-order change of m under that share, relative to m,
   through the encoder (which moves x) and the Q network alike. `slope_change_encoder` and
   `slope_change_q_network` split their sum by where it acts. Under deer's scheme each loss
-  is applied after the previous one; these shares all start from the same parameters.
+  is applied after the previous one, and a shared reward/discount RMSprop sees the reward's
+  step before the discount's; these shares all start from the same parameters and state.
   """
   measured = experience if measured is None else measured
   networks = {name: agent.network(name).trainable_variables
