@@ -92,15 +92,14 @@ def slope_growth(agent, experience: data.Transition,
   step before the discount's; these shares all start from the same parameters and state.
   """
   measured = experience if measured is None else measured
-  networks = {name: agent.network(name).trainable_variables
-              for name in ('encoder', 'q_network')}
+  on = [(name, v) for name in ('encoder', 'q_network')
+        for v in agent.network(name).trainable_variables]  # the variables m depends on
   with tf.GradientTape() as tape:
     x = agent.network('encoder')(measured.observation)
-    slope = gradient_matching.model_free_slope(x, measured.action, agent.network('q_network'))
-    steepness = tf.reduce_mean(tf.norm(slope, axis=-1))
-  where = {v.ref(): name for name, variables in networks.items() for v in variables}
-  direction = dict(zip([v.ref() for vs in networks.values() for v in vs], tape.gradient(
-      steepness, [v for vs in networks.values() for v in vs], unconnected_gradients=ZERO)))
+    steepness = gradient_matching.mean_slope_norm(x, measured.action,
+                                                  agent.network('q_network'))
+  gradients = tape.gradient(steepness, [v for _, v in on], unconnected_gradients=ZERO)
+  direction = {v.ref(): (name, g) for (name, v), g in zip(on, gradients)}
   changes, by_network = {}, dict(encoder=0.0, q_network=0.0)
   with tf.GradientTape(persistent=True) as tape:
     groups = agent.update_groups(experience)
@@ -112,9 +111,10 @@ def slope_growth(agent, experience: data.Transition,
       changes[name] = 0.0
       for variable, step in zip(variables, share):
         if variable.ref() in direction:
-          change = float(tf.reduce_sum(direction[variable.ref()] * step) / steepness)
+          network, gradient = direction[variable.ref()]
+          change = float(tf.reduce_sum(gradient * step) / steepness)
           changes[name] += change
-          by_network[where[variable.ref()]] += change
+          by_network[network] += change
   del tape
   return dict(q_slope_norm=float(steepness),
               **{f'slope_change_{name}': value for name, value in changes.items()},

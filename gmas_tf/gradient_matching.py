@@ -66,6 +66,11 @@ def model_free_slope(x: tf.Tensor, action: tf.Tensor, q_network) -> tf.Tensor:
   return q_and_slope(x, action, q_network)[1]
 
 
+def mean_slope_norm(x: tf.Tensor, action: tf.Tensor, q_network) -> tf.Tensor:
+  """How steep the model-free Q is in x: the batch's mean ||dQ(x, a) / dx|| (a scalar)."""
+  return tf.reduce_mean(tf.norm(model_free_slope(x, action, q_network), axis=-1))
+
+
 def cosine_similarity(label: tf.Tensor, prediction: tf.Tensor,
                       epsilon: float = 1e-8) -> tf.Tensor:
   """Per sample cos(label, prediction) [B]; 0 where either slope is zero."""

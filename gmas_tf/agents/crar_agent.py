@@ -366,8 +366,7 @@ class CrarAgent(tf_agent.TFAgent):
 
     def slope_norm():
       x = tf.stop_gradient(self._encoder(experience.observation))
-      slope = gradient_matching.model_free_slope(x, experience.action, self._q_network)
-      return tf.reduce_mean(tf.norm(slope, axis=-1))
+      return gradient_matching.mean_slope_norm(x, experience.action, self._q_network)
 
     for tag, value in [*((f'Gradients/{n}', v) for n, v in norms.items()),
                        ('Diagnostics/q_slope_norm', slope_norm)]:
