@@ -83,8 +83,11 @@ def sweep_runs(name):
      {'cosine_d3_fixed': 'unbound', 'cosine_d3_adaptive': 3e-3}),
 ])
 def test_variant_baseline_is_the_figure1_cell(name, baseline, parameter, values, monkeypatch):
-  # The baseline runs are copied from figure1's gmas_cosine_d3: they must be the same runs.
+  # The baseline runs are figure1's gmas_cosine_d3 (a committed symlink): the same runs.
   monkeypatch.chdir(REPO)
+  committed = os.path.join(REPO, 'docs', name[:-len('.gin')], 'runs', baseline)
+  figure1_runs = os.path.join(REPO, 'docs', 'figure1', 'runs', 'gmas_cosine_d3')
+  assert os.path.realpath(committed) == os.path.realpath(figure1_runs)
   figure1, variants = sweep_runs('figure1.gin'), sweep_runs(name)
   assert variants[baseline].gin_file == figure1['gmas_cosine_d3'].gin_file
   assert variants[baseline].bindings == figure1['gmas_cosine_d3'].bindings
