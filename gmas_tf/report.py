@@ -7,6 +7,7 @@ Methods are compared at the same budget: the last evaluation step every run has 
 import csv
 import glob
 import os
+import re
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -181,6 +182,20 @@ def _paired_cell(x, x_seeds, y, y_seeds) -> str:
   return f'{mean:+.2f} [{low:+.2f}, {high:+.2f}] p={p:.2f} ({len(shared)})'
 
 
+def line_colours(methods: Sequence[str], baseline: str = 'crar') -> Dict[str, str]:
+  """One colour per method, black for the baseline, and the same colour for the cells
+  that differ only in the distance (gmas_cosine_d3 and gmas_l2_d3), so that a training
+  depth reads alike in the cosine and the L2 row."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  cycle = matplotlib.rcParams['axes.prop_cycle'].by_key()['color']
+  role = {m: re.sub(r'(cosine|l2)_?', '', m) for m in methods if m != baseline}
+  order = sorted(set(role.values()))
+  colours = {m: cycle[order.index(r) % len(cycle)] for m, r in role.items()}
+  if baseline in methods:
+    colours[baseline] = 'black'
+  return colours
+
+
 def figure(curves: Curves, output: str, random_score: float, baseline: str = 'crar',
            repetitions: int = 500, ylabel: str = 'held-out score',
            optimal_score: float = float('nan')):
@@ -197,6 +212,7 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
   fig, axes = plt.subplots(len(rows), len(depths), figsize=(3.6 * len(depths),
                                                             3.0 * len(rows)),
                            squeeze=False, sharey=True)
+  colours = line_colours(sorted(curves), baseline)
   for i, kind in enumerate(rows):
     methods = [m for m in sorted(curves)
                if kind == 'all' or kind in m or m == baseline]
@@ -209,9 +225,8 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
         mean = scores.mean(0)
         bands = np.array([statistics.stratified_bootstrap_ci(
             scores[:, t], np.mean, repetitions=repetitions) for t in range(len(steps))])
-        line, = ax.plot(steps, mean, label=f'{method} ({len(scores)})',
-                        color='black' if method == baseline else None)
-        ax.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.2, color=line.get_color())
+        ax.plot(steps, mean, label=f'{method} ({len(scores)})', color=colours[method])
+        ax.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.2, color=colours[method])
       if np.isfinite(random_score):
         ax.axhline(random_score, color='gray', linestyle=':', label='random policy')
       if np.isfinite(optimal_score):

@@ -89,6 +89,17 @@ def test_paired_difference_matches_seeds_not_positions(tmp_path):
   assert 'no shared seeds' in report.depth_table(report.load_curves(root), 0, repetitions=50)
 
 
+def test_a_training_depth_has_one_colour_in_both_rows():
+  methods = ['crar', 'gmas_cosine_d0', 'gmas_cosine_d3', 'gmas_l2_d3', 'gmas_l2_d1']
+  colours = report.line_colours(methods, baseline='crar')
+  assert colours['crar'] == 'black'
+  assert colours['gmas_cosine_d3'] == colours['gmas_l2_d3']
+  assert len({colours[m] for m in ('gmas_cosine_d0', 'gmas_l2_d1', 'gmas_l2_d3')}) == 3
+  # Nor on the order in which the methods come.
+  assert report.line_colours(['crar', 'gmas_l2_d3', 'gmas_l2_d1', 'gmas_cosine_d0'])[
+      'gmas_l2_d3'] == colours['gmas_l2_d3']
+
+
 def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
   output = os.path.join(str(tmp_path), 'out', 'figure1')
   result = run_bin('report', '--root_dir', sweep_dir, '--output', output)
