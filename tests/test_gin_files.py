@@ -51,7 +51,7 @@ def test_gin_file_builds_the_agent_it_names(path, tmp_path, monkeypatch):
 
 SWEEPS = [os.path.join(REPO, 'gin', 'experiments', name)
           for name in ('figure1.gin', 'data_size.gin', 'depth_discount.gin', 'gmas_pulls.gin',
-                       'adaptive_depth.gin')]
+                       'adaptive_depth.gin', 'long_reference.gin')]
 
 
 @pytest.mark.parametrize('path', SWEEPS, ids=os.path.basename)
@@ -99,6 +99,18 @@ def test_variant_baseline_is_the_figure1_cell(name, baseline, parameter, values,
     except ValueError:  # the paper's default
       bound[run_name] = 'unbound'
   assert bound == values
+
+
+def test_long_reference_is_figure1_but_for_the_budget(monkeypatch):
+  monkeypatch.chdir(REPO)
+  figure1, long = sweep_runs('figure1.gin'), sweep_runs('long_reference.gin')
+  assert set(long) == {'crar', 'gmas_cosine_d3'}
+  for name, run in long.items():
+    assert run.gin_file == figure1[name].gin_file
+    assert _bound(run, 'train.epochs') * _bound(run, 'train.steps_per_epoch') == 500_000
+    budget = ('train.epochs', 'train.steps_per_epoch')
+    assert ([b for b in run.bindings if not b.startswith(budget)] ==
+            [b for b in figure1[name].bindings if not b.startswith(budget)])
 
 
 def test_figure1_headline_runs_are_figure1_runs(monkeypatch):
