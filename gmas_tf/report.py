@@ -182,13 +182,16 @@ def _paired_cell(x, x_seeds, y, y_seeds) -> str:
   return f'{mean:+.2f} [{low:+.2f}, {high:+.2f}] p={p:.2f} ({len(shared)})'
 
 
+DISTANCES = ('cosine', 'l2')  # the figure's rows, by the distance in a method's name
+
+
 def line_colours(methods: Sequence[str], baseline: str = 'crar') -> Dict[str, str]:
   """One colour per method, black for the baseline, and the same colour for the cells
   that differ only in the distance (gmas_cosine_d3 and gmas_l2_d3), so that a training
   depth reads alike in the cosine and the L2 row."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   cycle = matplotlib.rcParams['axes.prop_cycle'].by_key()['color']
-  role = {m: re.sub(r'(cosine|l2)_?', '', m) for m in methods if m != baseline}
+  role = {m: re.sub(f"({'|'.join(DISTANCES)})_?", '', m) for m in methods if m != baseline}
   order = sorted(set(role.values()))
   colours = {m: cycle[order.index(r) % len(cycle)] for m, r in role.items()}
   if baseline in methods:
@@ -208,7 +211,7 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   depths = sorted({d for by_depth in curves.values() for d in by_depth})
-  rows = [kind for kind in ('cosine', 'l2') if any(kind in m for m in curves)] or ['all']
+  rows = [kind for kind in DISTANCES if any(kind in m for m in curves)] or ['all']
   fig, axes = plt.subplots(len(rows), len(depths), figsize=(3.6 * len(depths),
                                                             3.0 * len(rows)),
                            squeeze=False, sharey=True)

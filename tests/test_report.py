@@ -95,7 +95,7 @@ def test_a_training_depth_has_one_colour_in_both_rows():
   assert colours['crar'] == 'black'
   assert colours['gmas_cosine_d3'] == colours['gmas_l2_d3']
   assert len({colours[m] for m in ('gmas_cosine_d0', 'gmas_l2_d1', 'gmas_l2_d3')}) == 3
-  # Nor on the order in which the methods come.
+  # The colours do not depend on the order in which the methods come.
   assert report.line_colours(['crar', 'gmas_l2_d3', 'gmas_l2_d1', 'gmas_cosine_d0'])[
       'gmas_l2_d3'] == colours['gmas_l2_d3']
 
