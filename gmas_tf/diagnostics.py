@@ -1,6 +1,7 @@
 """Does the learned model fit the data's rare events? A fixed probe of transitions.
 And how steep is the model-free Q in the abstract state, beside the planner's slope, and
-which losses make it steeper or flatter?
+which losses make it steeper or flatter? And how deep would an adaptive training depth
+plan at a given threshold?
 
 Key pickups are about 0.6% of a random policy's transitions, so the batch-mean reward loss
 stays near zero whether or not the reward model has learned them. The probe holds up to
@@ -17,6 +18,7 @@ import tensorflow as tf
 from gmas_tf import data
 from gmas_tf import gradient_matching
 from gmas_tf import optimizers
+from gmas_tf import planning
 from gmas_tf import render
 
 ZERO = tf.UnconnectedGradients.ZERO
@@ -74,6 +76,25 @@ def slope_probe(agent, probe: Dict[str, np.ndarray], depth: int) -> Dict[str, fl
               label_norm=float(tf.reduce_mean(tf.norm(label, axis=-1))),
               slope_cosine=float(tf.reduce_mean(
                   gradient_matching.cosine_similarity(label, prediction))))
+
+
+def adaptive_depth_profile(agent, experience: data.Transition, depth: int,
+                           thresholds) -> Dict[str, float]:
+  """On a batch sampled as training samples it: the quartiles of the model's per-sample
+  one-step error e_i (what GmasAgent's adaptive_depth_threshold is compared with; 0 after a
+  terminal step) and, per threshold T, the mean depth min(depth, floor(T / e_i)) that its
+  labels would plan to (planning.adaptive_depth_weights)."""
+  x = agent.network('encoder')(experience.observation)
+  x2 = agent.network('encoder')(experience.next_observation)
+  error = agent.one_step_error(experience, x, x2)
+  quartiles = np.quantile(error.numpy(), [0.25, 0.5, 0.75])
+  result = {f'one_step_error_{name}': float(value)
+            for name, value in zip(('q25', 'median', 'q75'), quartiles)}
+  for threshold in thresholds:
+    weights = planning.adaptive_depth_weights(error, depth, threshold)
+    result[f'adaptive_depth_at_{threshold:g}'] = float(
+        tf.reduce_mean(planning.planned_depths(weights)))
+  return result
 
 
 def slope_growth(agent, experience: data.Transition,

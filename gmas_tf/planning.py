@@ -210,6 +210,11 @@ def adaptive_depth_weights(one_step_error: tf.Tensor, depth: int, threshold: flo
   return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
 
 
+def planned_depths(weights: tf.Tensor) -> tf.Tensor:
+  """d_i [B] of adaptive_depth_weights' rows: depths 0..d_i carry weight."""
+  return tf.reduce_sum(tf.cast(weights > 0, weights.dtype), -1) - 1.0
+
+
 def plan_q(x: tf.Tensor, q_network, model: WorldModel, depth: int, branching: int = 2,
            depth_discount: float = 1.0) -> tf.Tensor:
   """Q_plan^D(x, .) [B, A]: the weighted mean of Q^0..Q^D."""

@@ -120,3 +120,26 @@ def test_slope_growth_is_the_first_order_change_of_the_slope_under_each_share(ar
       central = (steepness(variables, share, 1e-4) - steepness(variables, share, -1e-4)) / 2e-4
       assert central / result['q_slope_norm'] == pytest.approx(
           result[f'slope_change_{name}'], rel=0.05, abs=2e-3), name  # float32 noise
+
+
+def test_adaptive_depth_profile_against_its_definition(arrays):
+  from tf_agents.environments import tf_py_environment  # pylint: disable=g-import-not-at-top
+  from gmas_tf.agents import crar_agent  # pylint: disable=g-import-not-at-top
+  env = maze.MazeEnvironment(seed=0)
+  tf.keras.utils.set_random_seed(2)
+  tf_env = tf_py_environment.TFPyEnvironment(env)
+  agent = crar_agent.CrarAgent(tf_env.time_step_spec(), tf_env.action_spec())
+  batch = next(iter(data.make_dataset(data.make_replay_buffer(arrays), env.sprites, 64)))
+  encoder = agent.network('encoder')
+  error = agent.one_step_error(batch, encoder(batch.observation),
+                               encoder(batch.next_observation)).numpy()
+  median = float(np.median(error))
+  result = diagnostics.adaptive_depth_profile(agent, batch, 3, [1e9, 2 * median, 1e-30])
+  assert result['one_step_error_median'] == pytest.approx(median)
+  assert result['one_step_error_q25'] == pytest.approx(np.quantile(error, 0.25))
+  assert result['adaptive_depth_at_1e+09'] == 3  # every label plans to the full depth
+  assert result['adaptive_depth_at_1e-30'] == 0  # none plans past its own step
+  # Twice the median error: samples below half of it plan to 3, the others less.
+  depths = np.minimum(3, np.floor(2 * median / error))
+  assert 0 < depths.mean() < 3
+  assert result[f'adaptive_depth_at_{2 * median:g}'] == pytest.approx(depths.mean())

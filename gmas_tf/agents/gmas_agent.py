@@ -90,9 +90,7 @@ class GmasAgent(crar_agent.CrarAgent):
       sample_weights = planning.adaptive_depth_weights(
           tf.stop_gradient(self.one_step_error(t, x, x2)), self._training_depth,
           self._adaptive_depth_threshold, self._depth_discount)
-      # Depths 0..d_i carry weight: d_i is the count of nonzero weights, less one.
-      terms['training_depth'] = tf.reduce_mean(
-          tf.reduce_sum(tf.cast(sample_weights > 0, x.dtype), -1) - 1.0)
+      terms['training_depth'] = tf.reduce_mean(planning.planned_depths(sample_weights))
     # Label: the planner with the frozen target Q and the current rho, g, tau (constant).
     label = gradient_matching.planner_slope(
         x, t.action, self.target_network('q_network'), self.world_model,
