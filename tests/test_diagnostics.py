@@ -139,7 +139,7 @@ def test_adaptive_depth_profile_against_its_definition(arrays):
   assert result['one_step_error_q25'] == pytest.approx(np.quantile(error, 0.25))
   assert result['adaptive_depth_at_1e+09'] == 3  # every label plans to the full depth
   assert result['adaptive_depth_at_1e-30'] == 0  # none plans past its own step
-  # Twice the median error: samples below half of it plan to 3, the others less.
+  # T twice the median error: a mix of depths, each min(3, floor(T / e_i)).
   depths = np.minimum(3, np.floor(2 * median / error))
   assert 0 < depths.mean() < 3
   assert result[f'adaptive_depth_at_{2 * median:g}'] == pytest.approx(depths.mean())

@@ -116,5 +116,6 @@ def test_adaptive_depth_weights_by_hand():
   weights = planning.adaptive_depth_weights(tf.constant([0.001, 0.04, 1.0]), 3, 0.1).numpy()
   np.testing.assert_allclose(weights, [[0.25] * 4, [1 / 3] * 3 + [0.0], [1.0, 0, 0, 0]],
                              rtol=1e-6)
+  assert planning.planned_depths(tf.constant(weights)).numpy().tolist() == [3, 2, 0]
   discounted = planning.adaptive_depth_weights(tf.constant([0.04]), 3, 0.1, 0.5).numpy()
   np.testing.assert_allclose(discounted, [[4 / 7, 2 / 7, 1 / 7, 0.0]], rtol=1e-6)

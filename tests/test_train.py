@@ -89,12 +89,12 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   assert probe.returncode == 0, probe.stderr[-3000:]
   probed = json.loads(probe.stdout[probe.stdout.index('{'):])
   assert probed['adaptive_depth_at_1e+09'] == 2 and 0 <= probed['adaptive_depth_at_0.001'] <= 2
+  assert probed['one_step_error_q25'] <= probed['one_step_error_median'] <= probed[
+      'one_step_error_q75']
   bad = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'probe_model'), '--root_dir',
                         str(tmp_path / 'run'), '--thresholds', '1e-3,-1'],
                        capture_output=True, text=True, timeout=300, cwd=REPO)
   assert bad.returncode == 1 and '--thresholds takes positive numbers' in bad.stderr
-  assert probed['one_step_error_q25'] <= probed['one_step_error_median'] <= probed[
-      'one_step_error_q75']
   assert probed['step'] == 8 and probed['q_slope_norm'] > 0 and probed['label_norm'] > 0
   assert -1.0 <= probed['slope_cosine'] <= 1.0
   # Every loss's share of the next update, and the two networks' sums of them.
