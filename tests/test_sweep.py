@@ -307,9 +307,15 @@ time.sleep(120)
       time.sleep(0.05)
     os.kill(os.getpid(), signal.SIGINT)
 
+  # A shell without job control starts background commands with SIGINT ignored, and
+  # Python then leaves it so: the test sets Ctrl-C's usual handler itself.
+  previous = signal.signal(signal.SIGINT, signal.default_int_handler)
   threading.Thread(target=interrupt, daemon=True).start()
-  with pytest.raises(KeyboardInterrupt):
-    sweep.run_all(runs, str(fake), poll_seconds=0.05)
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      sweep.run_all(runs, str(fake), poll_seconds=0.05)
+  finally:
+    signal.signal(signal.SIGINT, previous)
   kept = tmp_path / 'kept' / 'a' / 'seed_0' / 'unfinished' / 'checkpoints'
   assert sorted(os.listdir(kept)) == ['checkpoint', 'ckpt-7.data-00000-of-00001',
                                       'ckpt-7.index']
