@@ -1,6 +1,6 @@
-"""A named agent beside a small dataset of its environment (what bin/profile_step and
-bin/benchmark_layouts time), and the arithmetic of the planner's tree (what bin/benchmark
-divides its times by)."""
+"""A named agent beside a small dataset of its environment (what
+bin/diagnostics/profile_step and bin/diagnostics/benchmark_layouts time), and the arithmetic
+of the planner's tree (what bin/benchmark divides its times by)."""
 
 from typing import Iterator, Tuple
 

@@ -1,4 +1,4 @@
-"""Evaluation protocols (DESIGN section 7).
+"""Evaluation protocols (docs/DESIGN.md section 7).
 
 An `act` function maps observations float32 [B, 48, 48, 1] to actions int [B]; the agent's
 planning policy, a SavedModel and the uniformly random policy all fit.

@@ -7,7 +7,7 @@ taken inside the caller's tape, so the update differentiates it again w.r.t. the
 network and, through x = e(s), the encoder.
 """
 
-from typing import Callable, Optional
+from typing import Optional
 
 import tensorflow as tf
 

@@ -1,4 +1,4 @@
-"""CRAR's networks for the maze distribution (DESIGN section 3).
+"""CRAR's networks for the maze distribution (docs/DESIGN.md section 3).
 
 The abstract state x is an 8x8x3 map. All convolutions have stride 1, 'same' padding and
 tanh unless noted, max-pooling 'same' padding; Keras default initializers (Glorot-uniform

@@ -1,4 +1,4 @@
-"""RMSprop with the reference's update (DESIGN section 4).
+"""RMSprop with the reference's update (docs/DESIGN.md section 4).
 
 deer's CRAR (standalone Keras 2.2, and its PyTorch port alike) updates each parameter p with
 gradient g as

@@ -1,4 +1,4 @@
-"""CRAR's planner in the abstract space (DESIGN section 5; GMAS paper eq. 4).
+"""CRAR's planner in the abstract space (docs/DESIGN.md section 5; GMAS paper eq. 4).
 
   Q^0(x, a) = Q(x, a)
   Q^d(x, a) = rho(x, a) + g(x, a) * max_{a' in B(x')} Q^(d-1)(x', a'),  x' = x + tau(x, a)

@@ -8,10 +8,12 @@ import csv
 import glob
 import os
 import re
+import textwrap
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from gmas_tf import scalars
 from gmas_tf import statistics
 
 # curves[method][depth] = (steps [T], scores [runs, T], seeds [runs])
@@ -183,14 +185,23 @@ def _paired_cell(x, x_seeds, y, y_seeds) -> str:
 
 
 DISTANCES = ('cosine', 'l2')  # the figure's rows, by the distance in a method's name
+# Axis labels in words for the evaluations.csv columns that reports plot.
+METRIC_LABELS = {'held_out_score': 'held-out score, greedy',
+                 'held_out_epsilon_score': 'held-out score, epsilon 0.1',
+                 'held_out_normalized': 'normalized held-out score, greedy',
+                 'held_out_epsilon_normalized': 'normalized held-out score, epsilon 0.1',
+                 'deer_score': "deer's 200-step score, epsilon 0.1"}
+REFERENCE_COLOUR = 'tab:gray'  # the random policy's and the optimal tour's lines
 
 
 def line_colours(methods: Sequence[str], baseline: str = 'crar') -> Dict[str, str]:
   """One colour per method, black for the baseline, and the same colour for the cells
   that differ only in the distance (gmas_cosine_d3 and gmas_l2_d3), so that a training
-  depth reads alike in the cosine and the L2 row."""
+  depth reads alike in the cosine and the L2 row. No method gets the reference lines'
+  grey."""
   import matplotlib  # pylint: disable=import-outside-toplevel
-  cycle = matplotlib.rcParams['axes.prop_cycle'].by_key()['color']
+  cycle = [c for c in matplotlib.rcParams['axes.prop_cycle'].by_key()['color']
+           if not matplotlib.colors.same_color(c, REFERENCE_COLOUR)]
   role = {m: re.sub(f"({'|'.join(DISTANCES)})_?", '', m) for m in methods if m != baseline}
   order = sorted(set(role.values()))
   colours = {m: cycle[order.index(r) % len(cycle)] for m, r in role.items()}
@@ -200,11 +211,13 @@ def line_colours(methods: Sequence[str], baseline: str = 'crar') -> Dict[str, st
 
 
 def figure(curves: Curves, output: str, random_score: float, baseline: str = 'crar',
-           repetitions: int = 500, ylabel: str = 'held-out score',
-           optimal_score: float = float('nan')):
+           repetitions: int = 500, metric: str = 'held_out_score',
+           optimal_score: float = float('nan'), caption: str = ''):
   """Rows: cosine and L2 GMAS (plus the baseline in each); columns: evaluation depths.
 
-  Each curve is the mean over seeds with its 95% bootstrap band.
+  Each curve is the mean over seeds with its 95% stratified bootstrap band; one legend for
+  all panels, and a caption under them: `caption`, then the metric, the seeds, the band
+  and the budget.
   """
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use('Agg')
@@ -212,10 +225,11 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
 
   depths = sorted({d for by_depth in curves.values() for d in by_depth})
   rows = [kind for kind in DISTANCES if any(kind in m for m in curves)] or ['all']
-  fig, axes = plt.subplots(len(rows), len(depths), figsize=(3.6 * len(depths),
-                                                            3.0 * len(rows)),
-                           squeeze=False, sharey=True)
+  fig, axes = plt.subplots(len(rows), len(depths), figsize=(3.4 * len(depths),
+                                                            2.9 * len(rows) + 1.3),
+                           squeeze=False, sharey=True, sharex=True)
   colours = line_colours(sorted(curves), baseline)
+  legend = {}
   for i, kind in enumerate(rows):
     methods = [m for m in sorted(curves)
                if kind == 'all' or kind in m or m == baseline]
@@ -225,22 +239,40 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
         if depth not in curves[method]:
           continue
         steps, scores, _ = curves[method][depth]
-        mean = scores.mean(0)
         bands = np.array([statistics.stratified_bootstrap_ci(
             scores[:, t], np.mean, repetitions=repetitions) for t in range(len(steps))])
-        ax.plot(steps, mean, label=f'{method} ({len(scores)})', color=colours[method])
-        ax.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.2, color=colours[method])
-      if np.isfinite(random_score):
-        ax.axhline(random_score, color='gray', linestyle=':', label='random policy')
+        role = re.sub(f"_?({'|'.join(DISTANCES)})", '', method) if kind != 'all' else method
+        legend[f'{role} ({len(scores)} seeds)'] = ax.plot(
+            steps, scores.mean(0), color=colours[method], linewidth=1.4)[0]
+        ax.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.15, color=colours[method],
+                        linewidth=0)
       if np.isfinite(optimal_score):
-        ax.axhline(optimal_score, color='green', linestyle='--', label='optimal tour')
-      ax.set_title(f'{kind + ": " if kind != "all" else ""}evaluation depth {depth}',
-                   fontsize=9)
-      ax.set_xlabel('train steps')
+        legend['optimal tour'] = ax.axhline(optimal_score, color=REFERENCE_COLOUR,
+                                            linestyle='--', linewidth=1)
+      if np.isfinite(random_score):
+        legend['random policy'] = ax.axhline(random_score, color=REFERENCE_COLOUR,
+                                             linestyle=':', linewidth=1.2)
+      ax.set_title(f'{kind + ", " if kind != "all" else ""}planning depth {depth}',
+                   fontsize=10)
+      ax.grid(alpha=0.3, linewidth=0.5)
+      if i == len(rows) - 1:
+        ax.set_xlabel('updates')
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+            lambda x, _: f'{x / 1000:g}k'))
       if j == 0:
-        ax.set_ylabel(ylabel)
-      ax.legend(fontsize=6)
-  fig.tight_layout()
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+  budget = max(int(s[-1]) for by_depth in curves.values() for s, _, _ in by_depth.values())
+  text = ' '.join(filter(None, [
+      caption, f'Curves: the mean {METRIC_LABELS.get(metric, metric)} over each method\'s '
+      f'seeds (in the legend); bands: 95% stratified bootstrap interval of that mean; '
+      f'evaluated to {budget:,} updates.']))
+  bottom = 1.2 / fig.get_figheight()  # inches kept for the legend and the caption
+  fig.legend(list(legend.values()), list(legend), loc='upper center',
+             ncol=min(len(legend), 6), fontsize=9, frameon=False,
+             bbox_to_anchor=(0.5, bottom))
+  fig.text(0.5, 0.01, textwrap.fill(text, 40 * len(depths)), ha='center', va='bottom',
+           fontsize=8.5)
+  fig.tight_layout(rect=(0, bottom, 1, 1))
   fig.savefig(output, dpi=110)
   plt.close(fig)
 
@@ -278,26 +310,21 @@ def performance_profiles(curves: Curves, output: str, xlabel: str = 'held-out sc
 def read_losses(root_dir: str, prefix: Union[str, Sequence[str]] = 'Losses/'
                 ) -> Dict[str, tuple]:
   """{name: (steps, values)} of the scalars under `prefix` (Losses/, Gradients/encoder/;
-  or several prefixes, the files read once) that a bin/train run wrote to root_dir/train;
+  or several prefixes) that a bin/train run logged (its scalars.csv, else its event files);
   name is the tag without its prefix. Raises ValueError where two prefixes give one name
   (Gradients/encoder/q and Gradients/q_network/q under both prefixes), which would mix two
   series."""
   prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only this needs it)
-  by_tag: Dict[str, dict] = {}
-  for path in sorted(glob.glob(os.path.join(root_dir, 'train', 'events.out.tfevents.*'))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag.startswith(prefixes):
-          by_tag.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
   series, tags = {}, {}
-  for tag, points in by_tag.items():
+  for tag, points in scalars.read(root_dir).items():
+    if not tag.startswith(prefixes):
+      continue
     name = tag[len(next(start for start in prefixes if tag.startswith(start))):]
     if name in tags:
       raise ValueError(f'The scalars {tags[name]} and {tag} would both be named {name!r}; '
                        'pass a shorter prefix that keeps them apart.')
     series[name], tags[name] = points, tag
-  return {name: tuple(zip(*sorted(points.items()))) for name, points in series.items()}
+  return series
 
 
 def window_means(steps, values, window: int, last: int, start: int = 0):

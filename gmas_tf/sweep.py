@@ -14,11 +14,12 @@ next time; any other run resumes from its checkpoints when the sweep is started 
 
 Checkpoints live only as long as root_dir does. To accumulate a sweep over sessions whose
 working space does not survive (a fresh checkout each time), give a `results_dir` that is
-kept (committed): every finished run's summaries (SUMMARY_FILES, and its TensorBoard
-training scalars, SUMMARY_DIRS, about 0.5 MB for 40k updates) are copied to
-results_dir/name/seed_s, and a run whose summaries are there counts as finished. bin/report
-reads results_dir like a root_dir. While a run trains, its latest checkpoint, its
-evaluations and scalars so far are kept in results_dir/name/seed_s/unfinished (the latest
+kept (committed): every finished run's summaries (SUMMARY_FILES: its evaluations, its
+operative config and its training scalars as one CSV, about 0.1 MB for 40k updates; no
+event files, no checkpoint) are copied to results_dir/name/seed_s, and a run whose
+summaries are there counts as finished. bin/report reads results_dir like a root_dir.
+While a run trains, its latest checkpoint, its evaluations and scalars so far are kept in
+results_dir/name/seed_s/unfinished (the latest
 checkpoint only, about 1.6 MB for CRAR; removed when the run finishes); a run whose
 root_dir has no checkpoint starts from there. A sweep stopped with SIGTERM (or Ctrl-C)
 stops its trainers after their current update and keeps those checkpoints, so nothing is
@@ -39,8 +40,9 @@ import gin
 
 FINISHED_FILE = 'finished'
 LOG_FILE = 'train.log'
-SUMMARY_FILES = ('evaluations.csv', 'operative_config.gin', FINISHED_FILE)
-SUMMARY_DIRS = ('train',)  # the losses, pulls and diagnostics (bin/plot_curves reads them)
+# The training scalars' CSV is gmas_tf.scalars.SCALARS_FILE (not imported: it needs numpy).
+PROGRESS_FILES = ('evaluations.csv', 'operative_config.gin', 'scalars.csv')
+SUMMARY_FILES = PROGRESS_FILES + (FINISHED_FILE,)  # `finished` last: the copy is whole then
 UNFINISHED_DIR = 'unfinished'
 CHECKPOINT_DIR = 'checkpoints'
 
@@ -111,16 +113,11 @@ class Run(NamedTuple):
     open(os.path.join(self.root_dir, FINISHED_FILE), 'w').close()
     if self.results_dir:
       os.makedirs(self.results_dir, exist_ok=True)
-      self._copy_summary_dirs(self.results_dir)
-      for name in SUMMARY_FILES:  # `finished` last: the copy is whole once it is there
-        shutil.copyfile(os.path.join(self.root_dir, name), os.path.join(self.results_dir, name))
+      for name in SUMMARY_FILES:
+        if os.path.exists(os.path.join(self.root_dir, name)):
+          shutil.copyfile(os.path.join(self.root_dir, name),
+                          os.path.join(self.results_dir, name))
       shutil.rmtree(self.kept_dir, ignore_errors=True)
-
-  def _copy_summary_dirs(self, destination: str):
-    for name in SUMMARY_DIRS:
-      if os.path.isdir(os.path.join(self.root_dir, name)):
-        shutil.copytree(os.path.join(self.root_dir, name), os.path.join(destination, name),
-                        dirs_exist_ok=True)
 
   def keep_progress(self) -> bool:
     """Copies the run's latest checkpoint, evaluations and training scalars to
@@ -139,10 +136,9 @@ class Run(NamedTuple):
     os.makedirs(os.path.join(staging, CHECKPOINT_DIR))
     for name in files[1:] + files[:1]:
       shutil.copyfile(os.path.join(source, name), os.path.join(staging, CHECKPOINT_DIR, name))
-    for name in ('evaluations.csv', 'operative_config.gin'):
+    for name in PROGRESS_FILES:
       if os.path.exists(os.path.join(self.root_dir, name)):
         shutil.copyfile(os.path.join(self.root_dir, name), os.path.join(staging, name))
-    self._copy_summary_dirs(staging)
     shutil.rmtree(kept, ignore_errors=True)
     os.rename(staging, kept)
     return True

@@ -4,6 +4,7 @@ root_dir/
   operative_config.gin   the gin config the run used
   checkpoints/           networks, optimizers, step (tf.train.CheckpointManager)
   train/, eval/          TensorBoard summaries
+  scalars.csv            the training scalars of train/ as one CSV, rewritten every epoch
   evaluations.csv        one row per (epoch, evaluation depth)
   policies/depth_D/      SavedModels of the planning policy, one per evaluation depth
 
@@ -37,6 +38,7 @@ from gmas_tf import data
 from gmas_tf import diagnostics
 from gmas_tf import evaluation
 from gmas_tf import optimizers
+from gmas_tf import scalars
 from gmas_tf.agents import crar_agent
 from gmas_tf.envs import maze
 from gmas_tf.errors import Stopped, TrainingError
@@ -107,9 +109,9 @@ def ensure_dataset(directory: Optional[str] = None, num_transitions: int = 100_0
 
 def greedy_act(policy):
   """A numpy act function for the evaluation protocols, traced once per policy."""
+  shape = [None] + list(policy.time_step_spec.observation.shape)
 
-  @tf.function(input_signature=[tf.TensorSpec([None] + list(policy.time_step_spec.observation.shape),
-                                              tf.float32)])
+  @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32)])
   def act(observation):
     return tf.argmax(policy.plan_q(observation), axis=-1)
 
@@ -320,6 +322,7 @@ class _Runner:
     self._train_step = distributed_train_step(self._agent, strategy)
     self._train_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'train'))
     self._eval_writer = tf.summary.create_file_writer(os.path.join(root_dir, 'eval'))
+    scalars.truncate(root_dir, self.start_step)
     self._csv_log = _CsvLog(os.path.join(root_dir, 'evaluations.csv'), self.start_step,
                             self.start_step > 0 and self.start_step % steps_per_epoch == 0,
                             eval_depths)
@@ -436,6 +439,8 @@ class _Runner:
 
   def checkpoint(self) -> None:
     self._manager.save(checkpoint_number=self.step)
+    self._train_writer.flush()
+    scalars.export(self._root_dir, last_step=self.step)
     # Gin records a binding once its function has run: rewritten after every epoch, the
     # file holds the dataset's and the evaluations' settings too.
     _write_operative_config(self._root_dir)

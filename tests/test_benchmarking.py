@@ -48,7 +48,7 @@ def test_planner_flops_sum_the_networks():
   agent, _ = benchmarking.agent_and_batches('crar', 'joint', 500)
   flops = {name: benchmarking.forward_flops(agent.network(name)) for name in
            ('encoder', 'transition', 'reward', 'discount', 'q_network')}
-  # The encoder's convolutions (DESIGN section 3): 2x2 1->8 and 2x2 8->16 on 48 x 48, 3x3
+  # The encoder's convolutions (docs/DESIGN.md section 3): 2x2 1->8 and 2x2 8->16 on 48 x 48, 3x3
   # 16->32 on 24 x 24, 1x1 32->3 on 8 x 8: 7.8 MFLOP, the figure.
   assert flops['encoder'] == 2 * (48 * 48 * (4 * 8 + 4 * 8 * 16) + 24 * 24 * 9 * 16 * 32
                                   + 8 * 8 * 32 * 3)

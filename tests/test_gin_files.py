@@ -13,6 +13,7 @@ from gmas_tf.agents import gmas_agent
 from gmas_tf.envs import maze
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = os.path.join(REPO, 'docs', 'experiments')
 GIN_FILES = sorted(glob.glob(os.path.join(REPO, 'gin', '*.gin')))
 
 
@@ -85,8 +86,8 @@ def sweep_runs(name):
 def test_variant_baseline_is_the_figure1_cell(name, baseline, parameter, values, monkeypatch):
   # The baseline runs are figure1's gmas_cosine_d3 (a committed symlink): the same runs.
   monkeypatch.chdir(REPO)
-  committed = os.path.join(REPO, 'docs', name[:-len('.gin')], 'runs', baseline)
-  figure1_runs = os.path.join(REPO, 'docs', 'figure1', 'runs', 'gmas_cosine_d3')
+  committed = os.path.join(EXPERIMENTS, name[:-len('.gin')], 'runs', baseline)
+  figure1_runs = os.path.join(EXPERIMENTS, 'figure1', 'runs', 'gmas_cosine_d3')
   assert os.path.realpath(committed) == os.path.realpath(figure1_runs)
   figure1, variants = sweep_runs('figure1.gin'), sweep_runs(name)
   assert variants[baseline].gin_file == figure1['gmas_cosine_d3'].gin_file
@@ -128,7 +129,7 @@ def test_figure1_headline_runs_are_figure1_runs(monkeypatch):
 
 
 def test_figure1_crar_seed_0_is_the_update_schemes_per_loss_run(monkeypatch):
-  # docs/figure1/runs/crar/seed_0 is a copy of update_schemes' crar_per_loss seed 0.
+  # update_schemes' crar_per_loss is a symlink to figure1's crar: the same runs.
   monkeypatch.chdir(REPO)
   figure1, schemes = sweep_runs('figure1.gin'), sweep_runs('update_schemes.gin')
   for name in ('CrarAgent.update_scheme', 'train.epochs', 'train.steps_per_epoch',

@@ -1,4 +1,4 @@
-"""CRAR's networks against deer's NN_CRAR_keras (DESIGN section 3), layer by layer.
+"""CRAR's networks against deer's NN_CRAR_keras (docs/DESIGN.md section 3), layer by layer.
 
 deer builds every convolution with stride 1 and padding 'same', every max-pooling with
 padding 'same' and its pool size as stride, and leaves standalone Keras 2.2's default

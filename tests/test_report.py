@@ -29,6 +29,10 @@ def write_run(root, method, seed, scores_by_step, depths=(0, 3), random_score=-3
                              random_held_out_score=random_score, optimal_held_out_score=2.0))
 
 
+def plot_curves(*args):
+  return run_bin(os.path.join('diagnostics', 'plot_curves'), *args)
+
+
 def run_bin(name, *args):
   return subprocess.run([sys.executable, os.path.join(REPO, 'bin', name), *map(str, args)],
                         capture_output=True, text=True, check=False)
@@ -102,7 +106,8 @@ def test_a_training_depth_has_one_colour_in_both_rows():
 
 def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
   output = os.path.join(str(tmp_path), 'out', 'figure1')
-  result = run_bin('report', '--root_dir', sweep_dir, '--output', output)
+  result = run_bin('report', '--root_dir', sweep_dir, '--output', output,
+                   '--metric', 'held_out_score')
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(output + '.png') > 10_000
   assert os.path.getsize(output + '_profiles.png') > 10_000
@@ -120,8 +125,8 @@ def test_bin_report_keeps_only_the_seeds_asked_for(sweep_dir, tmp_path):
   output = os.path.join(str(tmp_path), 'seeds01')
   result = run_bin('report', '--root_dir', sweep_dir, '--output', output, '--seeds', '0,1')
   assert result.returncode == 0, result.stderr
-  with open(output + '.md') as stream:
-    assert '| crar | 2 | -3.50 |' in stream.read()
+  with open(output + '.md') as stream:  # by default with epsilon 0.1 (+0.5 here)
+    assert '| crar | 2 | -3.00 |' in stream.read()
   assert report.load_curves(sweep_dir, seeds=[2])['crar'][0][2].tolist() == [2]
   assert report.random_reference(sweep_dir, seeds=[0, 1]) == pytest.approx(-3.9)
   assert report.random_reference(sweep_dir, seeds=[2]) == pytest.approx(-2.9)
@@ -141,11 +146,11 @@ def test_bin_report_on_an_empty_directory_says_what_is_wrong(tmp_path):
 def test_bin_plot_curves_draws_several_runs(sweep_dir, tmp_path):
   runs = [os.path.join(sweep_dir, 'crar', 'seed_0'), os.path.join(sweep_dir, 'crar', 'seed_1')]
   output = str(tmp_path / 'curves.png')
-  result = run_bin('plot_curves', '--root_dir', runs[0], '--root_dir', runs[1],
+  result = plot_curves('--root_dir', runs[0], '--root_dir', runs[1],
                    '--output', output)
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(output) > 10_000
-  result = run_bin('plot_curves', '--root_dir', runs[0], '--output', output, '--depths', '3',
+  result = plot_curves('--root_dir', runs[0], '--output', output, '--depths', '3',
                    '--second_metric', 'held_out_epsilon_score')
   assert result.returncode == 0, result.stderr
 
@@ -161,7 +166,7 @@ def test_bin_plot_curves_tables_and_plots_the_scalars_of_every_run(sweep_dir, tm
         tf.summary.scalar('Diagnostics/q_slope_norm', scale * 0.5, step=step)
         tf.summary.scalar('Losses/q', 9.0, step=step)
   losses = str(tmp_path / 'losses.png')
-  result = run_bin('plot_curves', '--root_dir', runs[0], '--root_dir', runs[1],
+  result = plot_curves('--root_dir', runs[0], '--root_dir', runs[1],
                    '--output', str(tmp_path / 'curves.png'), '--losses_output', losses,
                    '--scalar_prefix', 'Gradients/,Diagnostics/',
                    '--scalars', 'encoder/q,q_slope_norm', '--loss_table_window', '200',
@@ -179,7 +184,7 @@ def test_bin_plot_curves_tables_and_plots_the_scalars_of_every_run(sweep_dir, tm
     assert '| updates | encoder/q | q_slope_norm |' in table  # not reward, not Losses/q
     assert f'| 1-200 | {150 * scale:.4f} | {0.5 * scale:.4f} |' in table
   # Prefixes under which two scalars share a name end in one sentence, nothing drawn.
-  result = run_bin('plot_curves', '--root_dir', runs[0], '--output', str(tmp_path / 'c.png'),
+  result = plot_curves('--root_dir', runs[0], '--output', str(tmp_path / 'c.png'),
                    '--losses_output', str(tmp_path / 'mixed.png'),
                    '--scalar_prefix', 'Losses/,Gradients/encoder/')
   assert result.returncode == 1
@@ -191,7 +196,7 @@ def test_bin_plot_curves_tables_and_plots_the_scalars_of_every_run(sweep_dir, tm
   copied = tmp_path / 'copied'
   copied.mkdir()
   shutil.copy(os.path.join(runs[1], 'evaluations.csv'), copied)
-  result = run_bin('plot_curves', '--root_dir', runs[0], '--root_dir', str(copied),
+  result = plot_curves('--root_dir', runs[0], '--root_dir', str(copied),
                    '--output', str(tmp_path / 'd.png'), '--scalar_prefix', 'Gradients/',
                    '--scalars', 'encoder/q', '--loss_table_window', '200')
   assert result.returncode == 1

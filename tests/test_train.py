@@ -14,9 +14,13 @@ import tensorflow as tf
 from gmas_tf import data
 from gmas_tf import evaluation
 from gmas_tf import optimizers
+from gmas_tf import scalars
 from gmas_tf import train
 from gmas_tf.envs import maze
 from train_runs import NO_EVALUATION, REPO, latest_checkpoint_step, read_csv, run_train
+
+PROBE_MODEL = os.path.join(REPO, 'bin', 'diagnostics', 'probe_model')
+SINGLE_MAZE = os.path.join(REPO, 'bin', 'diagnostics', 'single_maze')
 
 
 def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_path, data_root):
@@ -41,6 +45,11 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   # Bindings of functions first called after setup (the dataset, the evaluations) too.
   assert 'make_dataset.key_fraction = 0.0' in config and 'deer_score.num_steps = 20' in config
   assert glob.glob(str(tmp_path / 'run' / 'train' / 'events.out.tfevents.*'))
+  # The training scalars' CSV, exported at the last checkpoint, holds what the events do.
+  logged = scalars.read(str(tmp_path / 'run'))
+  os.rename(tmp_path / 'run' / 'scalars.csv', tmp_path / 'scalars.csv')
+  assert logged == scalars.read(str(tmp_path / 'run')) and 'Losses/q' in logged
+  os.rename(tmp_path / 'scalars.csv', tmp_path / 'run' / 'scalars.csv')
   assert latest_checkpoint_step(tmp_path / 'run') == 8
 
   # A fresh process that never imports gmas_tf loads the policy and acts on a batch.
@@ -82,7 +91,7 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   assert missing.returncode == 1 and 'holds no SavedModel' in missing.stderr
   assert 'Traceback' not in missing.stderr
 
-  probe = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'probe_model'),
+  probe = subprocess.run([sys.executable, PROBE_MODEL,
                           '--root_dir', str(tmp_path / 'run'), '--size', '8', '--depth', '2',
                           '--batches', '2', '--measured', '16', '--thresholds', '1e9,1e-3'],
                          capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -91,7 +100,7 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   assert probed['adaptive_depth_at_1e+09'] == 2 and 0 <= probed['adaptive_depth_at_0.001'] <= 2
   assert probed['one_step_error_q25'] <= probed['one_step_error_median'] <= probed[
       'one_step_error_q75']
-  bad = subprocess.run([sys.executable, os.path.join(REPO, 'bin', 'probe_model'), '--root_dir',
+  bad = subprocess.run([sys.executable, PROBE_MODEL, '--root_dir',
                         str(tmp_path / 'run'), '--thresholds', '1e-3,-1'],
                        capture_output=True, text=True, timeout=300, cwd=REPO)
   assert bad.returncode == 1 and '--thresholds takes positive numbers' in bad.stderr
@@ -135,7 +144,7 @@ def test_same_seed_and_data_give_the_same_first_30_losses(tmp_path, data_root):
 
 def test_single_maze_check_runs_and_reports_each_depth():
   result = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'bin', 'single_maze'), '--num_transitions', '300',
+      [sys.executable, SINGLE_MAZE, '--num_transitions', '300',
        '--steps', '4', '--eval_every', '2', '--gin_param', "CrarAgent.update_scheme = 'joint'"],
       capture_output=True, text=True, cwd=REPO, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -1,6 +1,7 @@
-"""CRAR (François-Lavet et al. 2019) as a TF-Agents agent trained offline (DESIGN section 4).
+"""CRAR (François-Lavet et al. 2019) as a TF-Agents agent trained offline.
 
-Per batch of transitions (s, a, r, terminal, s'), with x = e(s), x2 = e(s'):
+Its losses (docs/DESIGN.md section 4), per batch of transitions (s, a, r, terminal, s'),
+with x = e(s), x2 = e(s'):
   transition   mean((x + tau(x, a) - x2)^2 * (1 - terminal))
   reward       mean((rho(x, a) - r)^2)
   discount     mean((g(x, a) - (1 - terminal) * gamma)^2)

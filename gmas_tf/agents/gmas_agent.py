@@ -1,4 +1,4 @@
-"""GMAS: CRAR whose Q loss also matches the planner's slope (paper eq. 7, DESIGN section 6).
+"""GMAS: CRAR whose Q loss also matches the planner's slope (paper eq. 7, docs/DESIGN.md section 6).
 
   L_Q = (Q(e(s), a) - y)^2 + alpha * dist(dQ_plan^D(x, a)/dx, dQ(x, a)/dx)
 

@@ -1,1 +1,1 @@
-from gmas_tf.envs.maze import MazeEnvironment
+from gmas_tf.envs.maze import MazeEnvironment as MazeEnvironment

@@ -1,4 +1,4 @@
-"""The labyrinth distribution of CRAR and GMAS (DESIGN section 1).
+"""The labyrinth distribution of CRAR and GMAS (docs/DESIGN.md section 1).
 
 Every `reset` draws a new maze: an 8x8 grid with a border of walls, 12 interior walls,
 the agent at (1, 1) and 3 keys, redrawn until every key is reachable. The agent collects

@@ -1,4 +1,4 @@
-"""The greedy policy on the planner's Q_plan^D (DESIGN section 5)."""
+"""The greedy policy on the planner's Q_plan^D (docs/DESIGN.md section 5)."""
 
 from typing import Dict
 
