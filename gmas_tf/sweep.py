@@ -2,9 +2,11 @@
 
 A sweep is a gin file:
 
-  experiment.configs = {'crar': 'gin/crar.gin', 'gmas_cosine_d1': 'gin/gmas_cosine_depth1.gin'}
+  experiment.configs = {'crar': 'gin/crar.gin', 'gmas_cosine_d1': 'gin/gmas.gin'}
+  experiment.gin_files = ['gin/figure1.gin']     # the setting, after each config's file
+  experiment.bindings = ['train.epochs = 10']    # then these, for every run
+  experiment.cell_bindings = {'gmas_cosine_d1': ['GmasAgent.training_depth = 1']}
   experiment.seeds = [0, 1, 2]
-  experiment.bindings = ['train.epochs = 10']   # applied to every run (the budget)
   experiment.config_major = True                 # optional: all seeds of a config first
 
 Run `name` with seed `s` lives in root_dir/name/seed_s and trains with `train.seed = s`
@@ -89,6 +91,7 @@ class Run(NamedTuple):
   bindings: Tuple[str, ...]
   root_dir: str
   results_dir: Optional[str] = None  # where this run's summaries are kept, if anywhere
+  gin_files: Tuple[str, ...] = ()  # parsed after gin_file, before the bindings
 
   @property
   def kept_dir(self) -> Optional[str]:
@@ -98,7 +101,8 @@ class Run(NamedTuple):
   def command(self, train_binary: str, threads: int = 0) -> List[str]:
     """bin/train's command line; threads > 0 sets its TensorFlow threads."""
     params = [f'train.seed = {self.seed}', f'ensure_dataset.seed = {self.seed}', *self.bindings]
-    return ([sys.executable, train_binary, '--gin_file', self.gin_file]
+    return ([sys.executable, train_binary]
+            + [arg for f in (self.gin_file, *self.gin_files) for arg in ('--gin_file', f)]
             + [arg for p in params for arg in ('--gin_param', p)]
             + (['--threads', str(threads)] if threads else [])
             + ['--root_dir', self.root_dir])
@@ -176,17 +180,36 @@ class Run(NamedTuple):
 @gin.configurable
 def experiment(root_dir: str, configs: Dict[str, str] = gin.REQUIRED,
                seeds: Sequence[int] = (0, 1, 2),
+               gin_files: Sequence[str] = (),
                bindings: Sequence[str] = (),
+               cell_bindings: Optional[Dict[str, Sequence[str]]] = None,
+               only: Optional[Sequence[str]] = None,
                results_dir: Optional[str] = None, config_major: bool = False) -> List[Run]:
   """The runs of a sweep, seed-major (every config gets seed 0 before any gets seed 1) or,
   with config_major, config by config in the order of `configs` (every seed of the first
-  config before the second's)."""
+  config before the second's).
+
+  Run `name` parses configs[name], then `gin_files` (a setting shared by every run, such as
+  gin/figure1.gin), then `bindings`, then cell_bindings[name] (what sets this cell apart:
+  a training depth, a distance); later ones override earlier ones. `only`, if given, keeps
+  the runs of those configs (--gin_param "experiment.only = ['gmas_cosine_d3']").
+  """
+  cell_bindings = dict(cell_bindings or {})
+  for name, names in (('cell_bindings', cell_bindings), ('only', only or ())):
+    unknown = set(names) - set(configs)
+    if unknown:
+      raise ValueError(f'experiment.{name} names runs that experiment.configs does not: '
+                       f'{sorted(unknown)}.')
+  if only is not None:
+    configs = {name: configs[name] for name in configs if name in only}
+
   def under(directory, name, seed):
     return os.path.join(directory, name, f'seed_{seed}') if directory else None
   pairs = ([(name, seed) for name in configs for seed in seeds] if config_major
            else [(name, seed) for seed in seeds for name in configs])
-  return [Run(name, seed, configs[name], tuple(bindings), under(root_dir, name, seed),
-              under(results_dir, name, seed)) for name, seed in pairs]
+  return [Run(name, seed, configs[name], (*bindings, *cell_bindings.get(name, ())),
+              under(root_dir, name, seed), under(results_dir, name, seed), tuple(gin_files))
+          for name, seed in pairs]
 
 
 BACKENDS = ('local', 'ray')
