@@ -226,7 +226,7 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
   depths = sorted({d for by_depth in curves.values() for d in by_depth})
   rows = [kind for kind in DISTANCES if any(kind in m for m in curves)] or ['all']
   fig, axes = plt.subplots(len(rows), len(depths), figsize=(3.4 * len(depths),
-                                                            2.9 * len(rows) + 1.3),
+                                                            2.9 * len(rows) + 1.1),
                            squeeze=False, sharey=True, sharex=True)
   colours = line_colours(sorted(curves), baseline)
   legend = {}
@@ -241,7 +241,8 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
         steps, scores, _ = curves[method][depth]
         bands = np.array([statistics.stratified_bootstrap_ci(
             scores[:, t], np.mean, repetitions=repetitions) for t in range(len(steps))])
-        role = re.sub(f"_?({'|'.join(DISTANCES)})", '', method) if kind != 'all' else method
+        # Both rows: a method is named by its role (gmas_d3), its row gives the distance.
+        role = re.sub(f"_?({'|'.join(DISTANCES)})", '', method) if len(rows) > 1 else method
         legend[f'{role} ({len(scores)} seeds)'] = ax.plot(
             steps, scores.mean(0), color=colours[method], linewidth=1.4)[0]
         ax.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.15, color=colours[method],
@@ -266,12 +267,14 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
       caption, f'Curves: the mean {METRIC_LABELS.get(metric, metric)} over each method\'s '
       f'seeds (in the legend); bands: 95% stratified bootstrap interval of that mean; '
       f'evaluated to {budget:,} updates.']))
-  bottom = 1.2 / fig.get_figheight()  # inches kept for the legend and the caption
-  fig.legend(list(legend.values()), list(legend), loc='upper center',
-             ncol=min(len(legend), 6), fontsize=9, frameon=False,
-             bbox_to_anchor=(0.5, bottom))
-  fig.text(0.5, 0.01, textwrap.fill(text, 40 * len(depths)), ha='center', va='bottom',
-           fontsize=8.5)
+  columns = min(len(legend), 6)
+  caption_lines = textwrap.wrap(text, 40 * len(depths))
+  # The inches under the panels: the legend's rows, then the caption's lines.
+  bottom = (0.25 + 0.3 * -(-len(legend) // columns) + 0.17 * len(caption_lines)
+            ) / fig.get_figheight()
+  fig.legend(list(legend.values()), list(legend), loc='upper center', ncol=columns,
+             fontsize=9, frameon=False, bbox_to_anchor=(0.5, bottom))
+  fig.text(0.5, 0.01, '\n'.join(caption_lines), ha='center', va='bottom', fontsize=8.5)
   fig.tight_layout(rect=(0, bottom, 1, 1))
   fig.savefig(output, dpi=110)
   plt.close(fig)

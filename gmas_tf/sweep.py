@@ -19,7 +19,7 @@ working space does not survive (a fresh checkout each time), give a `results_dir
 kept (committed): every finished run's summaries (SUMMARY_FILES: its evaluations, its
 operative config and its training scalars as one CSV, about 0.1 MB for 40k updates; no
 event files, no checkpoint) are copied to results_dir/name/seed_s, and a run whose
-summaries are there counts as finished. bin/report reads results_dir like a root_dir.
+evaluations.csv is there counts as finished. bin/report reads results_dir like a root_dir.
 While a run trains, its latest checkpoint, its evaluations and scalars so far are kept in
 results_dir/name/seed_s/unfinished (the latest
 checkpoint only, about 1.6 MB for CRAR; removed when the run finishes); a run whose
@@ -43,8 +43,10 @@ import gin
 FINISHED_FILE = 'finished'
 LOG_FILE = 'train.log'
 # The training scalars' CSV is gmas_tf.scalars.SCALARS_FILE (not imported: it needs numpy).
-PROGRESS_FILES = ('evaluations.csv', 'operative_config.gin', 'scalars.csv')
-SUMMARY_FILES = PROGRESS_FILES + (FINISHED_FILE,)  # `finished` last: the copy is whole then
+# A finished run's summaries in results_dir, copied in this order: once evaluations.csv is
+# there, the copy is whole and the run counts as finished (results_dir has no marker file).
+SUMMARY_FILES = ('operative_config.gin', 'scalars.csv', 'evaluations.csv')
+PROGRESS_FILES = SUMMARY_FILES  # what results_dir/unfinished keeps beside the checkpoint
 UNFINISHED_DIR = 'unfinished'
 CHECKPOINT_DIR = 'checkpoints'
 
@@ -109,11 +111,11 @@ class Run(NamedTuple):
 
   @property
   def finished(self) -> bool:
-    return any(os.path.exists(os.path.join(d, FINISHED_FILE))
-               for d in (self.root_dir, self.results_dir) if d)
+    return (os.path.exists(os.path.join(self.root_dir, FINISHED_FILE)) or bool(
+        self.results_dir and os.path.exists(os.path.join(self.results_dir, 'evaluations.csv'))))
 
   def mark_finished(self):
-    """Writes the `finished` file and copies the summaries to results_dir."""
+    """Writes root_dir's `finished` file and copies the summaries to results_dir."""
     open(os.path.join(self.root_dir, FINISHED_FILE), 'w').close()
     if self.results_dir:
       os.makedirs(self.results_dir, exist_ok=True)

@@ -107,7 +107,7 @@ def test_a_training_depth_has_one_colour_in_both_rows():
 def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
   output = os.path.join(str(tmp_path), 'out', 'figure1')
   result = run_bin('report', '--root_dir', sweep_dir, '--output', output,
-                   '--metric', 'held_out_score')
+                   '--metric', 'held_out_score', '--profiles')
   assert result.returncode == 0, result.stderr
   assert os.path.getsize(output + '.png') > 10_000
   assert os.path.getsize(output + '_profiles.png') > 10_000

@@ -129,7 +129,7 @@ def test_results_dir_keeps_summaries_and_a_new_session_skips_those_runs(tmp_path
   assert sweep.run_all(first[:1], str(fake), poll_seconds=0.01) == []
   kept = results / 'a' / 'seed_0'
   # The run's CSVs and config, not its event files.
-  assert sorted(os.listdir(kept)) == sorted(sweep.SUMMARY_FILES)
+  assert sorted(os.listdir(kept)) == sorted(sweep.SUMMARY_FILES)  # no `finished` marker
   assert (kept / 'scalars.csv').read_text() == 'step,Losses/q\n10,0.5\n'
   assert (kept / 'evaluations.csv').read_text() == 'step,depth\n10,0\n'
   assert 'train.seed = 0' in (kept / 'operative_config.gin').read_text()
@@ -139,7 +139,7 @@ def test_results_dir_keeps_summaries_and_a_new_session_skips_those_runs(tmp_path
   assert [r.finished for r in second] == [True, False]
   assert sweep.run_all(second, str(fake), poll_seconds=0.01) == []
   assert not (tmp_path / 'session2' / 'a' / 'seed_0').exists()  # skipped, not retrained
-  assert (results / 'a' / 'seed_1' / 'finished').exists()
+  assert (results / 'a' / 'seed_1' / 'evaluations.csv').exists()
 
 
 def test_a_run_finished_elsewhere_while_waiting_is_skipped(tmp_path):
@@ -150,7 +150,7 @@ def test_a_run_finished_elsewhere_while_waiting_is_skipped(tmp_path):
   fake.write_text(FAKE_TRAIN + f"""
 other = {str(results / 'a' / 'seed_1')!r}
 os.makedirs(other)
-open(os.path.join(other, 'finished'), 'w').close()
+open(os.path.join(other, 'evaluations.csv'), 'w').write('step,depth\\n10,0\\n')
 """)
   runs = sweep.experiment(str(tmp_path / 'root'), configs={'a': 'a.gin'}, seeds=[0, 1],
                           results_dir=str(results))
@@ -235,7 +235,6 @@ def test_status_says_where_each_run_stands(tmp_path):
   runs = sweep.experiment(str(tmp_path / 'root'), configs={'a': 'a.gin'}, seeds=[0, 1, 2, 3],
                           results_dir=str(tmp_path / 'kept'))
   os.makedirs(runs[0].results_dir)
-  (tmp_path / 'kept' / 'a' / 'seed_0' / 'finished').write_text('')
   (tmp_path / 'kept' / 'a' / 'seed_0' / 'evaluations.csv').write_text(EVALUATIONS)
   # Run 1's kept copy is older than what its root_dir has trained since.
   write_checkpoint(tmp_path / 'kept' / 'a' / 'seed_1' / 'unfinished' / 'checkpoints', 5000)
