@@ -2,36 +2,53 @@
 bin/diagnostics/profile_step and bin/diagnostics/benchmark_layouts time), and the arithmetic
 of the planner's tree (what bin/benchmark divides its times by)."""
 
+import os
 from typing import Iterator, Tuple
 
+import gin
 import numpy as np
 import tensorflow as tf
 from tf_agents.environments import tf_py_environment
 
+from gmas_tf import agents
+from gmas_tf import cli
 from gmas_tf import data
 from gmas_tf.agents import crar_agent
-from gmas_tf.agents import gmas_agent
 from gmas_tf.envs import maze
+
+
+def named_agent(name: str, time_step_spec, action_spec,
+                update_scheme: str) -> crar_agent.CrarAgent:
+  """'crar' (gin/crar.gin) or 'gmas_cosine_depthD' (gin/gmas.gin at training depth D) under
+  `update_scheme`, built by `agents.make_agent` as bin/train builds it; the gin config is
+  cleared before and after."""
+  if name == 'crar':
+    gin_file, bindings = 'crar.gin', []
+  elif name.startswith('gmas_cosine_depth'):
+    gin_file = 'gmas.gin'
+    bindings = [f'GmasAgent.training_depth = {int(name[len("gmas_cosine_depth"):])}']
+  else:
+    raise ValueError(f"Unknown agent {name!r}: 'crar' or 'gmas_cosine_depthD'.")
+  gin.clear_config()
+  cli.parse_gin([os.path.join(cli.REPO_ROOT, 'gin', gin_file)],
+                bindings + [f"CrarAgent.update_scheme = '{update_scheme}'"])
+  try:
+    return agents.make_agent(time_step_spec, action_spec,
+                             gin.query_parameter('train.agent_class').scoped_configurable_fn
+                             if gin_file == 'gmas.gin' else crar_agent.CrarAgent)
+  finally:
+    gin.clear_config()
 
 
 def agent_and_batches(name: str, update_scheme: str,
                       num_transitions: int = 5000) -> Tuple[crar_agent.CrarAgent, Iterator]:
-  """name 'crar' or 'gmas_cosine_depthD' (the paper's alpha 0.05), initialized, and an
-  iterator of training batches from num_transitions random-policy transitions (seed 0)."""
+  """`named_agent(name)`, initialized, and an iterator of training batches from
+  num_transitions random-policy transitions (seed 0)."""
   env = maze.MazeEnvironment(seed=0)
   arrays, _ = data.collect(env, num_transitions, 0)
   batches = iter(data.make_dataset(data.make_replay_buffer(arrays), env.sprites))
   tf_env = tf_py_environment.TFPyEnvironment(env)
-  specs = (tf_env.time_step_spec(), tf_env.action_spec())
-  if name == 'crar':
-    agent = crar_agent.CrarAgent(*specs, update_scheme=update_scheme)
-  elif name.startswith('gmas_cosine_depth'):
-    agent = gmas_agent.GmasAgent(*specs, update_scheme=update_scheme, distance='cosine',
-                                 alpha=0.05, training_depth=int(name[len('gmas_cosine_depth'):]))
-  else:
-    raise ValueError(f"Unknown agent {name!r}: 'crar' or 'gmas_cosine_depthD'.")
-  agent.initialize()
-  return agent, batches
+  return named_agent(name, tf_env.time_step_spec(), tf_env.action_spec(), update_scheme), batches
 
 
 def forward_flops(model: tf.keras.Model) -> int:

@@ -13,7 +13,6 @@ Row t pairs with row t + 1 into a transition (s, a, r, terminal, s') unless row 
 next_step_type is FIRST: that marks the end of an episode, or the end of the data.
 """
 
-import collections
 import hashlib
 import json
 import math
@@ -31,18 +30,13 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
 from gmas_tf.envs import maze
+from gmas_tf.transitions import Transition
 from gmas_tf.errors import DatasetError
 
 FORMAT_VERSION = 1
 DATA_FILE = 'transitions.npz'
 METADATA_FILE = 'metadata.json'
 FIELDS = ('step_type', 'cells', 'action', 'next_step_type', 'reward', 'discount')
-
-Transition = collections.namedtuple(
-    'Transition', ['observation', 'action', 'reward', 'terminal', 'next_observation'])
-Transition.__doc__ = """A batch of transitions: observations float32 [B, 48, 48, 1],
-action int32 [B], reward float32 [B], terminal float32 [B] (1 where s' ends the episode)."""
-
 
 # -- collection -----------------------------------------------------------------------
 
@@ -245,15 +239,6 @@ def render_cells_tf(cells: tf.Tensor, sprites: np.ndarray) -> tf.Tensor:
   pixels = tf.transpose(pixels, order)  # [..., n, p, n, p]
   side = pixels.shape[-4] * pixels.shape[-3]
   return tf.reshape(pixels, tf.concat([tf.shape(pixels)[:-4], [side, side, 1]], 0))
-
-
-def transition_spec(observation_spec) -> Transition:
-  """The spec of one `Transition` (without the batch dimension)."""
-  scalar = lambda name, dtype=tf.float32: tf.TensorSpec((), dtype, name)
-  observation = tf.TensorSpec(observation_spec.shape, observation_spec.dtype)
-  return Transition(observation=observation, action=scalar('action', tf.int32),
-                    reward=scalar('reward'), terminal=scalar('terminal'),
-                    next_observation=observation)
 
 
 def to_transition(pairs: trajectory.Trajectory, sprites: np.ndarray) -> Transition:

@@ -20,6 +20,7 @@ from gmas_tf import gradient_matching
 from gmas_tf import optimizers
 from gmas_tf import planning
 from gmas_tf import render
+from gmas_tf.transitions import Transition
 
 ZERO = tf.UnconnectedGradients.ZERO
 PROBE_FIELDS = ('probe_key_reward', 'probe_step_reward', 'probe_terminal_discount',
@@ -78,7 +79,7 @@ def slope_probe(agent, probe: Dict[str, np.ndarray], depth: int) -> Dict[str, fl
                   gradient_matching.cosine_similarity(label, prediction))))
 
 
-def adaptive_depth_profile(agent, experience: data.Transition, depth: int,
+def adaptive_depth_profile(agent, experience: Transition, depth: int,
                            thresholds) -> Dict[str, float]:
   """On a batch sampled as training samples it: the quartiles of the model's per-sample
   one-step error e_i (what GmasAgent's adaptive_depth_threshold is compared with; 0 after a
@@ -97,8 +98,8 @@ def adaptive_depth_profile(agent, experience: data.Transition, depth: int,
   return result
 
 
-def slope_growth(agent, experience: data.Transition,
-                 measured: Optional[data.Transition] = None) -> Dict[str, float]:
+def slope_growth(agent, experience: Transition,
+                 measured: Optional[Transition] = None) -> Dict[str, float]:
   """Which losses steepen Q in x in the next update, and which flatten it.
 
   m = mean ||dQ(x, a)/dx|| over the transitions `measured` (default: the batch itself;

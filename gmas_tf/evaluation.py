@@ -22,13 +22,13 @@ Act = Callable[[np.ndarray], np.ndarray]
 HELD_OUT_SEED = 1_000_003  # the test mazes' seed; no dataset is collected with it
 
 
-def random_act(rng: np.random.Generator, num_actions: int = 4) -> Act:
+def random_act(rng: np.random.Generator, num_actions: int) -> Act:
   """The uniformly random policy: the floor every agent must beat."""
   return lambda observations: rng.integers(num_actions, size=len(observations))
 
 
 def epsilon_greedy(act: Act, epsilon: float, rng: np.random.Generator,
-                   num_actions: int = 4) -> Act:
+                   num_actions: int) -> Act:
 
   def act_with_exploration(observations):
     actions = np.asarray(act(observations))
@@ -44,7 +44,7 @@ def deer_score(act: Act, seed: int, num_steps: int = 200, epsilon: float = 0.1,
   """deer's test epoch: `num_steps` steps on fresh mazes, score per episode started."""
   rng = np.random.default_rng([seed, 2])
   env = maze.MazeEnvironment(seed=seed, step_limit=step_limit)
-  act = epsilon_greedy(act, epsilon, rng)
+  act = epsilon_greedy(act, epsilon, rng, len(maze.MOVES))
   step = env.reset()
   total, episodes = 0.0, 1
   for i in range(num_steps):
@@ -77,7 +77,7 @@ def held_out_score(act: Act, seed: int = HELD_OUT_SEED, num_mazes: int = 500,
     envs.append(env)
     optimal.append(env.optimal_return())
   overlap = sum(env.maze_hash in (excluded_hashes or ()) for env in envs)
-  act = epsilon_greedy(act, epsilon, rng)
+  act = epsilon_greedy(act, epsilon, rng, len(maze.MOVES))
   observations = np.stack(observations)
   returns = np.zeros(num_mazes)
   running = np.ones(num_mazes, bool)

@@ -1,6 +1,7 @@
-"""CRAR's networks for the maze distribution (docs/DESIGN.md section 3).
+"""CRAR's networks (docs/DESIGN.md section 3), built for deer's maze by default and for any
+image or vector observation by `make_encoder`.
 
-The abstract state x is an 8x8x3 map. All convolutions have stride 1, 'same' padding and
+On the maze the abstract state x is an 8x8x3 map. All convolutions have stride 1, 'same' padding and
 tanh unless noted, max-pooling 'same' padding; Keras default initializers (Glorot-uniform
 kernels, zero biases), as deer's standalone Keras 2.2 (tests/test_networks.py). The
 transition is residual: the network returns tau(x, a) and the next abstract state is
@@ -10,7 +11,7 @@ The option `make_encoder.dense_dim = k` makes x a vector of k values instead (CR
 low-dimensional abstract state); every other network then reads x with dense layers.
 """
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import gin
 import tensorflow as tf
@@ -32,18 +33,50 @@ def _tile_action(x, action_one_hot):
   return tf.concat([x, tiled], axis=-1)
 
 
+def default_pools(image_shape: Sequence[int], abstract_side: int = 8) -> Tuple[int, ...]:
+  """Max-pooling sizes that take an image of [H, W] to an abstract map of at most
+  `abstract_side` on a side: factors 2 and 3 in turn, each preferred where it divides both
+  sides (48 -> 24 -> 8, deer's maze: (2, 3); 64 -> (2, 2, 2); 7 -> no pooling)."""
+  (h, w), pools = image_shape[:2], []
+  while max(h, w) > abstract_side:
+    order = (3, 2) if pools and pools[-1] == 2 else (2, 3)
+    size = next((f for f in order if h % f == 0 and w % f == 0), 2)
+    pools.append(size)
+    h, w = -(-h // size), -(-w // size)  # 'same' padding rounds up
+  return tuple(pools)
+
+
 @gin.configurable
 def make_encoder(observation_shape=(48, 48, 1), abstract_channels: int = 3,
                  dense_dim: Optional[int] = None,
                  dense_hidden: Sequence[int] = (200, 100, 50),
+                 pool_sizes: Optional[Sequence[int]] = None, abstract_side: int = 8,
+                 vector_dense_dim: int = 3,
                  name: str = 'encoder') -> tf.keras.Model:
-  """e: s [B, 48, 48, 1] -> x [B, 8, 8, abstract_channels], or [B, dense_dim] if set."""
+  """e: an observation -> the abstract state x.
+
+  Images s [B, H, W, C]: deer's convolutions (8 2x2, 16 2x2, 32 3x3 after the first pool)
+  with max-pools of `pool_sizes` (default: `default_pools`, (2, 3) on deer's 48x48 maze)
+  -> x [B, h, w, abstract_channels], or x [B, dense_dim] through dense layers if dense_dim
+  is set. Vectors s [B, n]: dense layers `dense_hidden` -> x [B, dense_dim or
+  vector_dense_dim].
+  """
+  if len(observation_shape) not in (1, 3):
+    raise ValueError(f'The encoder takes images [H, W, C] or vectors [n]; the observation '
+                     f'spec has shape {tuple(observation_shape)}.')
   observation = layers.Input(observation_shape)
+  if len(observation_shape) == 1:
+    return tf.keras.Model(observation, _dense_stack(observation, dense_hidden,
+                                                    dense_dim or vector_dense_dim), name=name)
+  pools = (default_pools(observation_shape, abstract_side) if pool_sizes is None
+           else tuple(pool_sizes))
   h = _conv(8, 2)(observation)
   h = _conv(16, 2)(h)
-  h = _pool(2)(h)
-  h = _conv(32, 3)(h)
-  h = _pool(3)(h)
+  for i, size in enumerate(pools or (None,)):
+    if size is not None:
+      h = _pool(size)(h)
+    if i == 0:
+      h = _conv(32, 3)(h)
   if dense_dim is None:
     x = _conv(abstract_channels, 1, activation=None)(h)
   else:

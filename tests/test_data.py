@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from gmas_tf import data
-from gmas_tf import train
+from gmas_tf import maze_task
 from gmas_tf.envs import maze
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -176,7 +176,7 @@ def test_ensure_dataset_accepts_a_copy_saved_by_a_concurrent_run(tmp_path, monke
     return real_save(*args)  # ...so this one finds a dataset there
 
   monkeypatch.setattr(data, 'save', save_after_another_run)
-  assert train.ensure_dataset(directory, num_transitions=50, seed=3) == directory
+  assert maze_task.ensure_dataset(directory, num_transitions=50, seed=3) == directory
   arrays, metadata = data.load(directory, maze.MazeEnvironment())
   assert metadata['num_transitions'] == 50 and metadata['seed'] == 3
 

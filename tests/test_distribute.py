@@ -27,7 +27,7 @@ cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 tf.keras.backend.set_floatx('float64')
 from tf_agents.environments import tf_py_environment
-from gmas_tf import data, train
+from gmas_tf import data, runner
 from gmas_tf.agents import gmas_agent
 from gmas_tf.envs import maze
 
@@ -46,7 +46,7 @@ def losses(strategy, scheme):
                                  update_scheme=scheme, distance='cosine', training_depth=1,
                                  target_update_period=2)
     agent.initialize()
-  step = train.distributed_train_step(agent, strategy)
+  step = runner.distributed_train_step(agent, strategy)
   result = []
   for batch in batches:
     shards = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))

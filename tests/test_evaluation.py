@@ -27,7 +27,7 @@ def test_held_out_score_floor_and_random_policy():
   assert stuck['score'] == pytest.approx(-5.0)
   assert stuck['normalized'] == pytest.approx(0.0)
   rng = np.random.default_rng(0)
-  random = evaluation.held_out_score(evaluation.random_act(rng), num_mazes=100)
+  random = evaluation.held_out_score(evaluation.random_act(rng, 4), num_mazes=100)
   assert -5.0 < random['score'] < random['optimal']
   assert 0.0 < random['normalized'] < 1.0
   # The set of test mazes is fixed by its seed.
@@ -69,5 +69,5 @@ def test_the_shipped_agent_beats_the_random_policy_on_held_out_mazes():
 
   shipped = evaluation.held_out_score(act, num_mazes=20)
   rng = np.random.default_rng(0)
-  random = evaluation.held_out_score(evaluation.random_act(rng), num_mazes=20)
+  random = evaluation.held_out_score(evaluation.random_act(rng, 4), num_mazes=20)
   assert shipped['score'] > 0.0 > random['score'] + 3.0

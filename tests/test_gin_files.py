@@ -13,7 +13,8 @@ from tf_agents.environments import tf_py_environment
 from gmas_tf import cli
 from gmas_tf import evaluation
 from gmas_tf import sweep
-from gmas_tf import train
+from gmas_tf import maze_task
+from gmas_tf import runner
 from gmas_tf.agents import crar_agent
 from gmas_tf.agents import gmas_agent
 from gmas_tf.envs import maze
@@ -106,11 +107,12 @@ def test_only_keeps_the_runs_of_the_configs_it_names_with_their_cell_bindings():
 
 
 # The parameters any experiment has varied, and where their defaults are.
+RUNNER = runner.Runner.__init__
 VARIED = {
-    'train.agent_class': train.train, 'train.epochs': train.train,
-    'train.steps_per_epoch': train.train, 'train.eval_depths': train.train,
-    'train.train_mazes': train.train, 'held_out_score.num_mazes': evaluation.held_out_score,
-    'ensure_dataset.num_transitions': train.ensure_dataset,
+    'train.agent_class': RUNNER, 'train.epochs': RUNNER, 'train.steps_per_epoch': RUNNER,
+    'train.eval_depths': RUNNER, 'train.train_mazes': RUNNER,
+    'held_out_score.num_mazes': evaluation.held_out_score,
+    'ensure_dataset.num_transitions': maze_task.ensure_dataset,
     'CrarAgent.update_scheme': crar_agent.CrarAgent.__init__,
     'CrarAgent.reward_discount_state': crar_agent.CrarAgent.__init__,
     'CrarAgent.learning_rate': crar_agent.CrarAgent.__init__,

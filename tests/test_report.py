@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gmas_tf import report
-from gmas_tf import train
+from gmas_tf import maze_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,7 +17,7 @@ def write_run(root, method, seed, scores_by_step, depths=(0, 3), random_score=-3
   directory = os.path.join(root, method, f'seed_{seed}')
   os.makedirs(directory)
   with open(os.path.join(directory, 'evaluations.csv'), 'w', newline='') as stream:
-    writer = csv.DictWriter(stream, train.CSV_FIELDS)
+    writer = csv.DictWriter(stream, maze_task.CSV_FIELDS)
     writer.writeheader()
     for epoch, (step, score) in enumerate(scores_by_step, 1):
       for depth in depths:

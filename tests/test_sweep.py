@@ -10,8 +10,10 @@ import time
 import pytest
 
 from gmas_tf import cli
+from gmas_tf import runner
 from gmas_tf import sweep
 from gmas_tf import train
+from gmas_tf.errors import TrainingError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,8 +66,8 @@ def test_negative_threads_is_a_clear_error():
 
 
 def test_a_second_trainer_in_the_same_run_is_refused(tmp_path):
-  with train._exclusive(str(tmp_path)):  # pylint: disable=protected-access
-    with pytest.raises(train.TrainingError, match='Another process is training'):
+  with runner.exclusive(str(tmp_path)):
+    with pytest.raises(TrainingError, match='Another process is training'):
       train.train(str(tmp_path))
 
 
@@ -88,9 +90,9 @@ def test_killed_sweep_resumes_and_skips_finished_runs(tmp_path):
   for seed in (0, 1):
     while True:
       try:
-        with train._exclusive(str(root / 'crar' / f'seed_{seed}')):  # pylint: disable=protected-access
+        with runner.exclusive(str(root / 'crar' / f'seed_{seed}')):
           break
-      except train.TrainingError:
+      except TrainingError:
         assert time.time() < deadline, 'a trainer outlived its sweep'
         time.sleep(0.5)
   assert not any((root / 'crar' / f'seed_{s}' / 'finished').exists() for s in (0, 1))

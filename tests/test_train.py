@@ -15,6 +15,9 @@ from gmas_tf import data
 from gmas_tf import evaluation
 from gmas_tf import optimizers
 from gmas_tf import scalars
+from gmas_tf import checkpoints
+from gmas_tf import maze_task
+from gmas_tf import run_log
 from gmas_tf import train
 from gmas_tf.envs import maze
 from train_runs import NO_EVALUATION, REPO, latest_checkpoint_step, read_csv, run_train
@@ -158,22 +161,22 @@ def test_training_maze_score_plays_the_datasets_own_mazes():
   env = maze.MazeEnvironment(seed=7)
   _, hashes = data.collect(env, 3000, seed=7)
   metadata = dict(seed=7, maze_hashes=hashes)
-  act = evaluation.random_act(np.random.default_rng(0))
-  result = train.training_maze_score(act, metadata, num_mazes=100)
+  act = evaluation.random_act(np.random.default_rng(0), 4)
+  result = maze_task.training_maze_score(act, metadata, num_mazes=100)
   assert result['overlap_with_data'] == len(hashes) >= 3  # capped at the data's mazes
   assert -5.0 - 1e-4 <= result['score'] <= result['optimal']
   with pytest.raises(train.TrainingError, match='not made by this code'):
-    train.training_maze_score(act, dict(seed=8, maze_hashes=hashes), num_mazes=2)
+    maze_task.training_maze_score(act, dict(seed=8, maze_hashes=hashes), num_mazes=2)
 
 
 def test_checkpoint_of_another_optimizer_is_refused_in_one_sentence(tmp_path):
   variable = tf.Variable([1.0, 2.0])
   old = tf.train.Checkpoint(weights=variable).save(str(tmp_path / 'old' / 'ckpt'))
   with pytest.raises(train.TrainingError, match='another optimizer .* retrain'):
-    train.check_optimizer_format(old)
+    checkpoints.check_optimizer_format(old)
   new = tf.train.Checkpoint(weights=variable, optimizer_format=tf.Variable(
       optimizers.FORMAT)).save(str(tmp_path / 'new' / 'ckpt'))
-  train.check_optimizer_format(new)  # no error
+  checkpoints.check_optimizer_format(new)  # no error
 
 
 def test_checkpoint_of_other_optimizers_is_refused_in_one_sentence(tmp_path):
@@ -182,10 +185,10 @@ def test_checkpoint_of_other_optimizers_is_refused_in_one_sentence(tmp_path):
   for optimizer in shared.values():
     optimizer.apply_gradients([(tf.constant([0.1, 0.2]), variable)])
   path = tf.train.Checkpoint(weights=variable, optimizers=shared).save(str(tmp_path / 'ckpt'))
-  train.check_optimizer_names(path, shared)  # no error
+  checkpoints.check_optimizer_names(path, shared)  # no error
   with pytest.raises(train.TrainingError, match=r"\['q', 'reward_discount'\] but this config "
                      r"builds \['discount', 'q', 'reward'\].*reward_discount_state"):
-    train.check_optimizer_names(path, ('q', 'reward', 'discount'))
+    checkpoints.check_optimizer_names(path, ('q', 'reward', 'discount'))
 
 
 class _Terminal:
@@ -206,9 +209,9 @@ class _Terminal:
 def test_progress_line_updates_in_place_on_a_terminal_only(monkeypatch, tty):
   out = _Terminal(tty)
   monkeypatch.setattr(sys, 'stdout', out)
-  train._progress('step 200')  # pylint: disable=protected-access
-  train._progress('step 400')  # pylint: disable=protected-access
-  train._progress(None)  # pylint: disable=protected-access
+  run_log.progress('step 200')  # pylint: disable=protected-access
+  run_log.progress('step 400')  # pylint: disable=protected-access
+  run_log.progress(None)  # pylint: disable=protected-access
   if tty:
     assert out.text == '\rstep 200\x1b[K\rstep 400\x1b[K\n'
   else:

@@ -30,12 +30,13 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tf_agents.agents import tf_agent
 from tf_agents.utils import common
 
-from gmas_tf import data
 from gmas_tf import gradient_matching
 from gmas_tf import networks
 from gmas_tf import optimizers
 from gmas_tf import planning
+from gmas_tf import transitions
 from gmas_tf.policies import planning_policy
+from gmas_tf.transitions import Transition
 
 LOSS_ORDER = ('transition', 'reward', 'discount', 'ball', 'dispersion',
               'consecutive_dispersion', 'q')
@@ -80,6 +81,18 @@ def ball(x: tf.Tensor) -> tf.Tensor:
   return tf.reduce_mean(tf.clip_by_value(tf.reduce_max(tf.square(x), -1) - 1.0, 0.0, 100.0))
 
 
+def num_actions(action_spec) -> int:
+  """A, the number of actions of a scalar integer spec of actions 0..A-1; any other spec
+  is refused in one sentence (the networks one-hot the action as it comes)."""
+  dtype = tf.as_dtype(action_spec.dtype)
+  if tuple(action_spec.shape) != () or not dtype.is_integer or int(action_spec.minimum) != 0:
+    raise ValueError(
+        f'The agent takes a scalar integer action spec with minimum 0 (actions 0..A-1); got '
+        f'shape {tuple(action_spec.shape)}, dtype {dtype.name}, minimum '
+        f'{action_spec.minimum}: shift or flatten the actions in an environment wrapper.')
+  return int(action_spec.maximum) + 1
+
+
 @gin.configurable
 class CrarAgent(tf_agent.TFAgent):
   """Encoder, transition, reward, discount and Q networks with their target copies."""
@@ -102,13 +115,15 @@ class CrarAgent(tf_agent.TFAgent):
                target_update_period: int = 1000,
                planning_depth: int = 3,
                branching: int = 2,
+               encoder: Optional[tf.keras.Model] = None,
                train_step_counter: Optional[tf.Variable] = None,
                name: str = 'CrarAgent'):
     """Creates the agent.
 
     Args:
-      time_step_spec: the environment's `TimeStep` spec (observations [48, 48, 1]).
-      action_spec: the environment's action spec (4 actions).
+      time_step_spec: the environment's `TimeStep` spec: observations are images [H, W, C]
+        or vectors [n] of any dtype (the networks read them as float32).
+      action_spec: the environment's action spec: a scalar integer spec of actions 0..A-1.
       gamma: discount of the Q learner and of the discount network's target.
       dispersion_scale: C_d of the dispersion losses.
       loss_weights: weight of each loss in LOSS_ORDER (default 1 each).
@@ -129,6 +144,8 @@ class CrarAgent(tf_agent.TFAgent):
       target_update_period: train steps between syncs of the target networks.
       planning_depth: depth D of the agent's greedy policy (`agent.policy`).
       branching: b, the actions expanded below the root when planning.
+      encoder: a Keras model from observations [B, ...] to abstract states; None builds
+        `networks.make_encoder` from the observation spec.
       train_step_counter: the step variable; created if None.
       name: the agent's name.
     """
@@ -155,8 +172,8 @@ class CrarAgent(tf_agent.TFAgent):
     self._reward_discount_state = reward_discount_state
     self._target_update_period = target_update_period
     self._branching = branching
-    self._num_actions = int(action_spec.maximum - action_spec.minimum + 1)
-    self._build_networks(tuple(time_step_spec.observation.shape))
+    self._num_actions = num_actions(action_spec)
+    self._build_networks(tuple(time_step_spec.observation.shape), encoder)
     self._build_optimizers(learning_rate, rmsprop_rho, rmsprop_epsilon, clipping, clipnorm)
     policy = planning_policy.PlanningPolicy(
         time_step_spec, action_spec, self._networks,
@@ -164,15 +181,16 @@ class CrarAgent(tf_agent.TFAgent):
     super().__init__(
         time_step_spec, action_spec, policy=policy, collect_policy=policy,
         train_sequence_length=None,
-        training_data_spec=data.transition_spec(time_step_spec.observation),
+        training_data_spec=transitions.transition_spec(time_step_spec.observation),
         # Not the global step: every agent counts its own updates.
         train_step_counter=train_step_counter if train_step_counter is not None else
         tf.Variable(0, dtype=tf.int64, trainable=False, name='train_step'))
 
   # -- construction -------------------------------------------------------------------
 
-  def _build_networks(self, observation_shape: Sequence[int]):
-    self._encoder = networks.make_encoder(observation_shape)
+  def _build_networks(self, observation_shape: Sequence[int],
+                      encoder: Optional[tf.keras.Model]):
+    self._encoder = encoder or networks.make_encoder(observation_shape)
     abstract_shape = tuple(self._encoder.output_shape[1:])
     self._transition = networks.make_transition(abstract_shape, self._num_actions)
     self._reward = networks.make_reward(abstract_shape, self._num_actions)
@@ -234,7 +252,7 @@ class CrarAgent(tf_agent.TFAgent):
   def _initialize(self):
     self.sync_targets()
 
-  def loss_terms(self, experience: data.Transition, names=LOSS_ORDER) -> Dict[str, tf.Tensor]:
+  def loss_terms(self, experience: Transition, names=LOSS_ORDER) -> Dict[str, tf.Tensor]:
     """The unweighted losses named in `names`, from one forward pass of the encoder."""
     t = self._deer_terminal(experience)
     one_hot = tf.one_hot(t.action, self._num_actions)
@@ -262,14 +280,14 @@ class CrarAgent(tf_agent.TFAgent):
       terms.update(self.q_terms(t, x, x2))
     return terms
 
-  def one_step_error(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> tf.Tensor:
+  def one_step_error(self, t: Transition, x: tf.Tensor, x2: tf.Tensor) -> tf.Tensor:
     """Per sample, mean((x + tau(x, a) - x2)^2) over the abstract state [B]; 0 after a
     terminal step, whose s' says nothing about the model."""
     predicted = x + self._transition([x, tf.one_hot(t.action, self._num_actions)])
     error = tf.reshape(tf.square(predicted - x2), [tf.shape(x)[0], -1])  # any abstract shape
     return tf.reduce_mean(error, -1) * (1.0 - t.terminal)
 
-  def _deer_terminal(self, t: data.Transition) -> data.Transition:
+  def _deer_terminal(self, t: Transition) -> Transition:
     """s' set to zeros after a terminal step, as deer's replay memory stores it."""
     if self._terminal_next_observation == 'observed':
       return t
@@ -277,11 +295,11 @@ class CrarAgent(tf_agent.TFAgent):
     return t._replace(next_observation=tf.where(ended, tf.zeros_like(t.next_observation),
                                                 t.next_observation))
 
-  def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
+  def q_terms(self, t: Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The model-free loss 'q' (eq. 6), and any diagnostics of it; GMAS extends this."""
     return self._td_terms(t, self._q_network(x), x2)
 
-  def _td_terms(self, t: data.Transition, q: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
+  def _td_terms(self, t: Transition, q: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
     """'q' and 'q_spread' from Q(x, .) [B, A]."""
     chosen = tf.gather(q, t.action, batch_dims=1)
     td = tf.reduce_mean(tf.square(chosen - self._td_target(t, x2)))
@@ -291,7 +309,7 @@ class CrarAgent(tf_agent.TFAgent):
     return dict(q=td,
                 q_spread=tf.reduce_mean(tf.reduce_max(q, -1) - tf.reduce_min(q, -1)))
 
-  def _td_target(self, t: data.Transition, x2: tf.Tensor) -> tf.Tensor:
+  def _td_target(self, t: Transition, x2: tf.Tensor) -> tf.Tensor:
     # Double DQN: the online networks choose a', the target networks value it.
     # y = r + (1 - terminal) * gamma * Q_target(e_target(s'), argmax_a Q(e(s'), a))
     best = tf.argmax(self._q_network(x2), axis=-1)
@@ -319,7 +337,7 @@ class CrarAgent(tf_agent.TFAgent):
     optimizer.apply_gradients(zip(gradients, variables))
     return gradients
 
-  def update_groups(self, experience: data.Transition):
+  def update_groups(self, experience: Transition):
     """The update, as [(optimizer, variables, {part: weighted loss})], one per RMSprop
     call: one per loss under the per-loss schemes, the Q loss split into its parts ('td';
     GMAS adds 'gradient_matching'), and one for every part under the joint sum. The losses

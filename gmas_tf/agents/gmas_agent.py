@@ -10,10 +10,10 @@ from typing import Dict, Optional, Tuple
 import gin
 import tensorflow as tf
 
-from gmas_tf import data
 from gmas_tf import gradient_matching
 from gmas_tf import planning
 from gmas_tf.agents import crar_agent
+from gmas_tf.transitions import Transition
 
 
 @gin.configurable
@@ -73,7 +73,7 @@ class GmasAgent(crar_agent.CrarAgent):
     started = tf.cast(self.train_step_counter >= self._matching_delay, matching.dtype)
     return self._alpha * started
 
-  def q_terms(self, t: data.Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
+  def q_terms(self, t: Transition, x: tf.Tensor, x2: tf.Tensor) -> Dict[str, tf.Tensor]:
     if self._distance == 'none':
       return super().q_terms(t, x, x2)
     q_network = self.network('q_network')

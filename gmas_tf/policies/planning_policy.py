@@ -41,8 +41,8 @@ class PlanningPolicy(tf_policy.TFPolicy):
                           self._branching, self._depth_discount)
 
   def plan_q(self, observation: tf.Tensor) -> tf.Tensor:
-    """Q_plan^D [B, A] for observations [B, 48, 48, 1]."""
-    x = self._networks['encoder'](observation)
+    """Q_plan^D [B, A] for observations [B, ...] (read as float32)."""
+    x = self._networks['encoder'](tf.cast(observation, tf.float32))
     return planning.plan_q(x, self._networks['q_network'], self._world_model, self._depth,
                            self._branching, self._depth_discount)
 
