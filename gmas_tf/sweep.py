@@ -21,7 +21,7 @@ operative config and its training scalars as one CSV, about 0.1 MB for 40k updat
 event files, no checkpoint) are copied to results_dir/name/seed_s, and a run whose
 evaluations.csv is there counts as finished. bin/report reads results_dir like a root_dir.
 While a run trains, its latest checkpoint, its evaluations and scalars so far are kept in
-results_dir/name/seed_s/unfinished (the latest
+results_dir/name/seed_s/unfinished, or kept_dir/name/seed_s if a kept_dir is given (the latest
 checkpoint only, about 1.6 MB for CRAR; removed when the run finishes); a run whose
 root_dir has no checkpoint starts from there. A sweep stopped with SIGTERM (or Ctrl-C)
 stops its trainers after their current update and keeps those checkpoints, so nothing is
@@ -94,10 +94,13 @@ class Run(NamedTuple):
   root_dir: str
   results_dir: Optional[str] = None  # where this run's summaries are kept, if anywhere
   gin_files: Tuple[str, ...] = ()  # parsed after gin_file, before the bindings
+  kept_root: Optional[str] = None  # kept_dir/name/seed_s: where an unfinished run is kept
 
   @property
   def kept_dir(self) -> Optional[str]:
     """Where the latest checkpoint of an unfinished run is kept, if anywhere."""
+    if self.kept_root:
+      return self.kept_root
     return os.path.join(self.results_dir, UNFINISHED_DIR) if self.results_dir else None
 
   def command(self, train_binary: str, threads: int = 0) -> List[str]:
@@ -129,7 +132,7 @@ class Run(NamedTuple):
     """Copies the run's latest checkpoint, evaluations and training scalars to
     results_dir/unfinished if they are newer than the kept ones (the kept checkpoint is
     replaced, never accumulated). Returns whether it copied."""
-    if not self.results_dir:
+    if not self.kept_dir:
       return False
     source = os.path.join(self.root_dir, CHECKPOINT_DIR)
     files = latest_checkpoint_files(source)
@@ -186,14 +189,18 @@ def experiment(root_dir: str, configs: Dict[str, str] = gin.REQUIRED,
                bindings: Sequence[str] = (),
                cell_bindings: Optional[Dict[str, Sequence[str]]] = None,
                only: Optional[Sequence[str]] = None,
-               results_dir: Optional[str] = None, config_major: bool = False) -> List[Run]:
+               results_dir: Optional[str] = None, kept_dir: Optional[str] = None,
+               config_major: bool = False) -> List[Run]:
   """The runs of a sweep, seed-major (every config gets seed 0 before any gets seed 1) or,
   with config_major, config by config in the order of `configs` (every seed of the first
   config before the second's).
 
   Run `name` parses configs[name], then `gin_files` (a setting shared by every run, such as
   gin/figure1.gin), then `bindings`, then cell_bindings[name] (what sets this cell apart:
-  a training depth, a distance); later ones override earlier ones. `only`, if given, keeps
+  a training depth, a distance); later ones override earlier ones. An unfinished run's
+  latest checkpoint is kept in kept_dir/name/seed_s if kept_dir is given (a folder apart
+  from the results, as checkpoints are large), else in results_dir/name/seed_s/unfinished.
+  `only`, if given, keeps
   the runs of those configs (--gin_param "experiment.only = ['gmas_cosine_d3']").
   """
   cell_bindings = dict(cell_bindings or {})
@@ -210,7 +217,8 @@ def experiment(root_dir: str, configs: Dict[str, str] = gin.REQUIRED,
   pairs = ([(name, seed) for name in configs for seed in seeds] if config_major
            else [(name, seed) for seed in seeds for name in configs])
   return [Run(name, seed, configs[name], (*bindings, *cell_bindings.get(name, ())),
-              under(root_dir, name, seed), under(results_dir, name, seed), tuple(gin_files))
+              under(root_dir, name, seed), under(results_dir, name, seed), tuple(gin_files),
+              under(kept_dir, name, seed))
           for name, seed in pairs]
 
 

@@ -348,3 +348,23 @@ def test_ray_backend_runs_a_two_run_sweep_and_a_rerun_skips_it(tmp_path):
     assert not (tmp_path / 'root2').exists()  # both skipped
   finally:
     ray.shutdown()
+
+
+def test_a_kept_dir_holds_the_unfinished_checkpoint_apart_from_the_results(tmp_path):
+  (run,) = sweep.experiment(str(tmp_path / 'root'), configs={'a': 'a.gin'}, seeds=[0],
+                            results_dir=str(tmp_path / 'results'),
+                            kept_dir=str(tmp_path / 'kept'))
+  assert run.kept_dir == str(tmp_path / 'kept' / 'a' / 'seed_0')
+  root = tmp_path / 'root' / 'a' / 'seed_0'
+  write_checkpoint(root / 'checkpoints', 5)
+  (root / 'evaluations.csv').write_text('step,depth\n5,0\n')
+  assert run.keep_progress()
+  assert (tmp_path / 'kept' / 'a' / 'seed_0' / 'checkpoints' / 'ckpt-5.index').exists()
+  assert not (tmp_path / 'results').exists()  # the results hold finished runs only
+  assert run.status() == 'a seed 0: checkpoint at step 5'
+  (root / 'operative_config.gin').write_text('')
+  (root / 'scalars.csv').write_text('step\n')
+  run.mark_finished()
+  assert not (tmp_path / 'kept' / 'a' / 'seed_0').exists() and run.finished
+  assert sorted(os.listdir(tmp_path / 'results' / 'a' / 'seed_0')) == sorted(
+      sweep.SUMMARY_FILES)

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from gmas_tf import checkpoints
 from gmas_tf import data
 from gmas_tf import evaluation
-from gmas_tf import optimizers
-from gmas_tf import scalars
-from gmas_tf import checkpoints
 from gmas_tf import maze_task
+from gmas_tf import optimizers
 from gmas_tf import run_log
-from gmas_tf import train
+from gmas_tf import scalars
 from gmas_tf.envs import maze
+from gmas_tf.errors import TrainingError
 from train_runs import NO_EVALUATION, REPO, latest_checkpoint_step, read_csv, run_train
 
 PROBE_MODEL = os.path.join(REPO, 'bin', 'diagnostics', 'probe_model')
@@ -165,14 +165,14 @@ def test_training_maze_score_plays_the_datasets_own_mazes():
   result = maze_task.training_maze_score(act, metadata, num_mazes=100)
   assert result['overlap_with_data'] == len(hashes) >= 3  # capped at the data's mazes
   assert -5.0 - 1e-4 <= result['score'] <= result['optimal']
-  with pytest.raises(train.TrainingError, match='not made by this code'):
+  with pytest.raises(TrainingError, match='not made by this code'):
     maze_task.training_maze_score(act, dict(seed=8, maze_hashes=hashes), num_mazes=2)
 
 
 def test_checkpoint_of_another_optimizer_is_refused_in_one_sentence(tmp_path):
   variable = tf.Variable([1.0, 2.0])
   old = tf.train.Checkpoint(weights=variable).save(str(tmp_path / 'old' / 'ckpt'))
-  with pytest.raises(train.TrainingError, match='another optimizer .* retrain'):
+  with pytest.raises(TrainingError, match='another optimizer .* retrain'):
     checkpoints.check_optimizer_format(old)
   new = tf.train.Checkpoint(weights=variable, optimizer_format=tf.Variable(
       optimizers.FORMAT)).save(str(tmp_path / 'new' / 'ckpt'))
@@ -186,7 +186,7 @@ def test_checkpoint_of_other_optimizers_is_refused_in_one_sentence(tmp_path):
     optimizer.apply_gradients([(tf.constant([0.1, 0.2]), variable)])
   path = tf.train.Checkpoint(weights=variable, optimizers=shared).save(str(tmp_path / 'ckpt'))
   checkpoints.check_optimizer_names(path, shared)  # no error
-  with pytest.raises(train.TrainingError, match=r"\['q', 'reward_discount'\] but this config "
+  with pytest.raises(TrainingError, match=r"\['q', 'reward_discount'\] but this config "
                      r"builds \['discount', 'q', 'reward'\].*reward_discount_state"):
     checkpoints.check_optimizer_names(path, ('q', 'reward', 'discount'))
 
