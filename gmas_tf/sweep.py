@@ -46,7 +46,6 @@ LOG_FILE = 'train.log'
 # A finished run's summaries in results_dir, copied in this order: once evaluations.csv is
 # there, the copy is whole and the run counts as finished (results_dir has no marker file).
 SUMMARY_FILES = ('operative_config.gin', 'scalars.csv', 'evaluations.csv')
-PROGRESS_FILES = SUMMARY_FILES  # what results_dir/unfinished keeps beside the checkpoint
 UNFINISHED_DIR = 'unfinished'
 CHECKPOINT_DIR = 'checkpoints'
 
@@ -129,8 +128,8 @@ class Run(NamedTuple):
       shutil.rmtree(self.kept_dir, ignore_errors=True)
 
   def keep_progress(self) -> bool:
-    """Copies the run's latest checkpoint, evaluations and training scalars to
-    results_dir/unfinished if they are newer than the kept ones (the kept checkpoint is
+    """Copies the run's latest checkpoint, evaluations and training scalars to its kept
+    folder (`kept_dir`) if they are newer than the kept ones (the kept checkpoint is
     replaced, never accumulated). Returns whether it copied."""
     if not self.kept_dir:
       return False
@@ -145,7 +144,7 @@ class Run(NamedTuple):
     os.makedirs(os.path.join(staging, CHECKPOINT_DIR))
     for name in files[1:] + files[:1]:
       shutil.copyfile(os.path.join(source, name), os.path.join(staging, CHECKPOINT_DIR, name))
-    for name in PROGRESS_FILES:
+    for name in SUMMARY_FILES:
       if os.path.exists(os.path.join(self.root_dir, name)):
         shutil.copyfile(os.path.join(self.root_dir, name), os.path.join(staging, name))
     shutil.rmtree(kept, ignore_errors=True)
