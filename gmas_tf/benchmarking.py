@@ -33,9 +33,7 @@ def named_agent(name: str, time_step_spec, action_spec,
   cli.parse_gin([os.path.join(cli.REPO_ROOT, 'gin', gin_file)],
                 bindings + [f"CrarAgent.update_scheme = '{update_scheme}'"])
   try:
-    return agents.make_agent(time_step_spec, action_spec,
-                             gin.query_parameter('train.agent_class').scoped_configurable_fn
-                             if gin_file == 'gmas.gin' else crar_agent.CrarAgent)
+    return agents.make_agent(time_step_spec, action_spec, agents.configured_agent_class())
   finally:
     gin.clear_config()
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 from gmas_tf import data
 from gmas_tf import diagnostics
 from gmas_tf import evaluation
+from gmas_tf.agents import crar_agent
 from gmas_tf.envs import maze
 from gmas_tf.errors import TrainingError
 
@@ -100,7 +101,7 @@ class MazeEvaluator:
     self._seed, self._train_mazes, self._epsilon = seed, train_mazes, held_out_epsilon
     self._metadata = maze_data.metadata
     self._excluded = set(maze_data.metadata['maze_hashes'])
-    self._num_actions = int(environment.action_spec().maximum) + 1
+    self._num_actions = crar_agent.num_actions(environment.action_spec())
     self.random = evaluation.held_out_score(
         evaluation.random_act(np.random.default_rng(seed), self._num_actions),
         excluded_hashes=self._excluded)

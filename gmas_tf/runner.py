@@ -161,7 +161,6 @@ class Runner:
     self._epochs, self._steps_per_epoch = epochs, steps_per_epoch
     self._log_interval, self._summary_interval = log_interval, summary_interval
     self._total_steps = epochs * steps_per_epoch
-    self._held_out_epsilon = held_out_epsilon
     strategy = make_strategy(strategy)
     if deterministic:
       tf.config.experimental.enable_op_determinism()
