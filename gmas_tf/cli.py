@@ -36,7 +36,8 @@ class UserError(Exception):
 
 
 # Errors whose message already tells the user what to do.
-USER_ERRORS = (UserError, errors.DatasetError, errors.TrainingError)
+USER_ERRORS = (UserError, errors.DatasetError, errors.MissingDependency, errors.SpecError,
+               errors.TrainingError)
 
 
 def define_gin_flags():

@@ -19,7 +19,7 @@ import math
 import os
 import tempfile
 import zipfile
-from typing import Dict
+from typing import Dict, Optional
 
 import gin
 import numpy as np
@@ -184,23 +184,26 @@ def load(directory: str, env: maze.MazeEnvironment):
 # -- replay buffer --------------------------------------------------------------------
 
 
-def data_spec(grid_size: int):
-  """The replay buffer's item: a `Trajectory` whose observation is cell codes [n, n]."""
+def data_spec(observations: np.ndarray):
+  """The replay buffer's item: a `Trajectory` whose observation is one row of
+  `observations` (the maze's cell codes [n, n], or any task's stored observation)."""
   step_type = tensor_spec.TensorSpec((), tf.int32, 'step_type')
   return trajectory.Trajectory(
       step_type=step_type,
-      observation=tensor_spec.BoundedTensorSpec((grid_size, grid_size), tf.uint8, 0,
-                                                maze.NUM_CELL_CODES - 1, 'cells'),
-      action=tensor_spec.BoundedTensorSpec((), tf.int32, 0, len(maze.MOVES) - 1, 'action'),
+      observation=tensor_spec.TensorSpec(observations.shape[1:], observations.dtype,
+                                         'observation'),
+      action=tensor_spec.TensorSpec((), tf.int32, 'action'),
       policy_info=(),
       next_step_type=step_type,
       reward=tensor_spec.TensorSpec((), tf.float32, 'reward'),
-      discount=tensor_spec.BoundedTensorSpec((), tf.float32, 0.0, 1.0, 'discount'))
+      discount=tensor_spec.TensorSpec((), tf.float32, 'discount'))
 
 
 @gin.configurable
-def make_replay_buffer(arrays, num_lanes: int = 512):
+def make_replay_buffer(arrays, num_lanes: int = 512, observation: str = 'cells'):
   """A TFUniformReplayBuffer holding the stream, filled with few `add_batch` calls.
+
+  `arrays` are keyed by FIELDS, but for the observations' key, `observation`.
 
   The stream is cut into `num_lanes` equal lanes (the buffer's batch dimension) that
   overlap by one row, so every consecutive pair of rows lies in exactly one lane and
@@ -215,14 +218,14 @@ def make_replay_buffer(arrays, num_lanes: int = 512):
   index = np.where(index < num_rows, index, -1)
   padded = {name: np.concatenate([array, array[-1:]]) for name, array in arrays.items()}
   padded['next_step_type'][-1] = ts.StepType.FIRST
-  spec = data_spec(arrays['cells'].shape[-1])
+  spec = data_spec(arrays[observation])
   buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
       spec, batch_size=num_lanes, max_length=pairs_per_lane + 1)
   for position in index:
     rows = {name: array[position] for name, array in padded.items()}
     buffer.add_batch(trajectory.Trajectory(
         step_type=tf.constant(rows['step_type'], tf.int32),
-        observation=tf.constant(rows['cells']),
+        observation=tf.constant(rows[observation]),
         action=tf.constant(rows['action'], tf.int32),
         policy_info=(),
         next_step_type=tf.constant(rows['next_step_type'], tf.int32),
@@ -241,14 +244,19 @@ def render_cells_tf(cells: tf.Tensor, sprites: np.ndarray) -> tf.Tensor:
   return tf.reshape(pixels, tf.concat([tf.shape(pixels)[:-4], [side, side, 1]], 0))
 
 
-def to_transition(pairs: trajectory.Trajectory, sprites: np.ndarray) -> Transition:
-  """Turns sampled row pairs (each field [B, 2, ...]) into a `Transition`."""
+def to_transition(pairs: trajectory.Trajectory, sprites: Optional[np.ndarray]) -> Transition:
+  """Turns sampled row pairs (each field [B, 2, ...]) into a `Transition`; observations are
+  rendered with the maze's `sprites`, or, without them, cast to float32 as they are."""
+  if sprites is None:
+    render = lambda observation: tf.cast(observation, tf.float32)
+  else:
+    render = lambda cells: render_cells_tf(cells, sprites)
   return Transition(
-      observation=render_cells_tf(pairs.observation[:, 0], sprites),
+      observation=render(pairs.observation[:, 0]),
       action=pairs.action[:, 0],
       reward=pairs.reward[:, 0],
       terminal=tf.cast(tf.equal(pairs.discount[:, 0], 0.0), tf.float32),
-      next_observation=render_cells_tf(pairs.observation[:, 1], sprites))
+      next_observation=render(pairs.observation[:, 1]))
 
 
 def transition_rows(arrays) -> np.ndarray:
@@ -271,9 +279,10 @@ def key_transitions(arrays):
 
 
 @gin.configurable
-def make_dataset(buffer, sprites: np.ndarray, batch_size: int = 32, key_fraction: float = 0.0,
-                 key_arrays=None) -> tf.data.Dataset:
-  """Batches of `Transition`s sampled uniformly from the valid pairs of the buffer.
+def make_dataset(buffer, sprites: Optional[np.ndarray], batch_size: int = 32,
+                 key_fraction: float = 0.0, key_arrays=None) -> tf.data.Dataset:
+  """Batches of `Transition`s sampled uniformly from the valid pairs of the buffer (its
+  observations rendered by `to_transition`).
 
   With key_fraction > 0 (a diagnostic, not the paper's method), each transition is instead
   drawn with that probability from `key_arrays` (the `key_transitions` of the data), so key

@@ -9,6 +9,14 @@ class DatasetError(ValueError):
   """A dataset is missing, corrupt, or does not match the configured environment."""
 
 
+class MissingDependency(ImportError):
+  """An optional package the configured task needs is not installed."""
+
+
+class SpecError(ValueError):
+  """An environment's observation or action space the agents cannot take."""
+
+
 class TrainingError(RuntimeError):
   """Training cannot go on (e.g. a NaN loss); the last good checkpoint is kept."""
 

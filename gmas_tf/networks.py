@@ -16,6 +16,8 @@ from typing import Optional, Sequence, Tuple
 import gin
 import tensorflow as tf
 
+from gmas_tf.errors import SpecError
+
 layers = tf.keras.layers
 
 
@@ -62,7 +64,7 @@ def make_encoder(observation_shape=(48, 48, 1), abstract_channels: int = 3,
   vector_dense_dim].
   """
   if len(observation_shape) not in (1, 3):
-    raise ValueError(f'The encoder takes images [H, W, C] or vectors [n]; the observation '
+    raise SpecError(f'The encoder takes images [H, W, C] or vectors [n]; the observation '
                      f'spec has shape {tuple(observation_shape)}.')
   observation = layers.Input(observation_shape)
   if len(observation_shape) == 1:

@@ -36,6 +36,7 @@ from gmas_tf import optimizers
 from gmas_tf import planning
 from gmas_tf import transitions
 from gmas_tf.policies import planning_policy
+from gmas_tf.errors import SpecError
 from gmas_tf.transitions import Transition
 
 LOSS_ORDER = ('transition', 'reward', 'discount', 'ball', 'dispersion',
@@ -86,7 +87,7 @@ def num_actions(action_spec) -> int:
   is refused in one sentence (the networks one-hot the action as it comes)."""
   dtype = tf.as_dtype(action_spec.dtype)
   if tuple(action_spec.shape) != () or not dtype.is_integer or int(action_spec.minimum) != 0:
-    raise ValueError(
+    raise SpecError(
         f'The agent takes a scalar integer action spec with minimum 0 (actions 0..A-1); got '
         f'shape {tuple(action_spec.shape)}, dtype {dtype.name}, minimum '
         f'{action_spec.minimum}: shift or flatten the actions in an environment wrapper.')
