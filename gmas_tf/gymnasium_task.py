@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import gin
@@ -106,6 +107,7 @@ def write_dataset(root: str, dataset_id: str, env, episodes: List[dict], seed: i
   temporary root, then renamed); refuses to replace one."""
   minari = _minari()
   from minari.data_collector import EpisodeBuffer  # pylint: disable=import-outside-toplevel
+  root = os.path.abspath(root)  # minari's arrow storage misplaces files under relative ones
   target = os.path.join(root, dataset_id)
   if os.path.exists(target):
     raise DatasetError(f'{target} already holds a dataset; choose another dataset id or '
@@ -116,7 +118,10 @@ def write_dataset(root: str, dataset_id: str, env, episodes: List[dict], seed: i
       rewards=[float(r) for r in e['rewards']], terminations=list(e['terminations']),
       truncations=list(e['truncations']), infos={}) for index, e in enumerate(episodes)]
   with tempfile.TemporaryDirectory(dir=root, prefix='.writing-') as temporary:
-    with _datasets_path(temporary):
+    with _datasets_path(temporary), warnings.catch_warnings():
+      # Minari asks for an author, a code link and an evaluation environment (the
+      # collector's is the one to use); the dataset's description says what it is.
+      warnings.filterwarnings('ignore', category=UserWarning, module='minari')
       minari.create_dataset_from_buffers(
           dataset_id, buffers, env=env, algorithm_name=f'uniformly random policy, seed {seed}',
           description=f'{sum(len(e["actions"]) for e in episodes)} transitions of a uniformly '
@@ -134,6 +139,20 @@ def collect(env_id: str, wrappers: Sequence[str], num_transitions: int, seed: in
   dataset_id = dataset_id or default_dataset_id(env_id, wrappers, num_transitions, seed)
   episodes = collect_episodes(env, num_transitions, seed)
   return write_dataset(root, dataset_id, env, episodes, seed)
+
+
+def describe(path: str, seconds: float) -> str:
+  """A short summary of a Minari dataset just collected: episodes, how many earned a
+  positive return, how many distinct first observations (layouts, if fully observed)."""
+  dataset = _minari().MinariDataset(os.path.join(path, 'data'))
+  episodes = list(dataset.iterate_episodes())
+  rewarded = sum(float(np.sum(e.rewards)) > 0 for e in episodes)
+  layouts = len({e.observations[0].tobytes() for e in episodes})
+  size = sum(os.path.getsize(os.path.join(folder, name))
+             for folder, _, names in os.walk(path) for name in names) / 2**20
+  return (f'{dataset.total_steps} transitions in {len(episodes)} episodes ({rewarded} with '
+          f'a positive return, {layouts} distinct first observations) in {seconds:.1f} s; '
+          f'{size:.2f} MiB at {path}')
 
 
 # -- reading --------------------------------------------------------------------------

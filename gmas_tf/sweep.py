@@ -11,8 +11,9 @@ A sweep is a gin file:
 
 Run `name` with seed `s` lives in root_dir/name/seed_s and trains with `train.seed = s`
 and `ensure_dataset.seed = s` (so each seed has its own dataset, shared by all configs:
-the comparison is paired). A run that ended well gets a `finished` file and is skipped
-next time; any other run resumes from its checkpoints when the sweep is started again.
+the comparison is paired; `experiment.seed_parameters` names others). A run that ended
+well gets a `finished` file and is skipped next time; any other run resumes from its
+checkpoints when the sweep is started again.
 
 Checkpoints live only as long as root_dir does. To accumulate a sweep over sessions whose
 working space does not survive (a fresh checkout each time), give a `results_dir` that is
@@ -85,6 +86,9 @@ def last_evaluation(path: str, metric: str = 'held_out_epsilon_score'
                               for r in rows if r['step'] == step)
 
 
+SEED_PARAMETERS = ('train.seed', 'ensure_dataset.seed')
+
+
 class Run(NamedTuple):
   name: str
   seed: int
@@ -94,6 +98,7 @@ class Run(NamedTuple):
   results_dir: Optional[str] = None  # where this run's summaries are kept, if anywhere
   gin_files: Tuple[str, ...] = ()  # parsed after gin_file, before the bindings
   kept_root: Optional[str] = None  # kept_dir/name/seed_s: where an unfinished run is kept
+  seed_parameters: Tuple[str, ...] = SEED_PARAMETERS  # bound to the seed
 
   @property
   def kept_dir(self) -> Optional[str]:
@@ -104,7 +109,7 @@ class Run(NamedTuple):
 
   def command(self, train_binary: str, threads: int = 0) -> List[str]:
     """bin/train's command line; threads > 0 sets its TensorFlow threads."""
-    params = [f'train.seed = {self.seed}', f'ensure_dataset.seed = {self.seed}', *self.bindings]
+    params = [*(f'{name} = {self.seed}' for name in self.seed_parameters), *self.bindings]
     return ([sys.executable, train_binary]
             + [arg for f in (self.gin_file, *self.gin_files) for arg in ('--gin_file', f)]
             + [arg for p in params for arg in ('--gin_param', p)]
@@ -189,7 +194,8 @@ def experiment(root_dir: str, configs: Dict[str, str] = gin.REQUIRED,
                cell_bindings: Optional[Dict[str, Sequence[str]]] = None,
                only: Optional[Sequence[str]] = None,
                results_dir: Optional[str] = None, kept_dir: Optional[str] = None,
-               config_major: bool = False) -> List[Run]:
+               config_major: bool = False,
+               seed_parameters: Sequence[str] = SEED_PARAMETERS) -> List[Run]:
   """The runs of a sweep, seed-major (every config gets seed 0 before any gets seed 1) or,
   with config_major, config by config in the order of `configs` (every seed of the first
   config before the second's).
@@ -201,6 +207,8 @@ def experiment(root_dir: str, configs: Dict[str, str] = gin.REQUIRED,
   from the results, as checkpoints are large), else in results_dir/name/seed_s/unfinished.
   `only`, if given, keeps
   the runs of those configs (--gin_param "experiment.only = ['gmas_cosine_d3']").
+  `seed_parameters` are bound to the run's seed: the networks' and the dataset's seed
+  (a Gymnasium task's dataset: 'minari_dataset.seed').
   """
   cell_bindings = dict(cell_bindings or {})
   for name, names in (('cell_bindings', cell_bindings), ('only', only or ())):
@@ -217,7 +225,7 @@ def experiment(root_dir: str, configs: Dict[str, str] = gin.REQUIRED,
            else [(name, seed) for seed in seeds for name in configs])
   return [Run(name, seed, configs[name], (*bindings, *cell_bindings.get(name, ())),
               under(root_dir, name, seed), under(results_dir, name, seed), tuple(gin_files),
-              under(kept_dir, name, seed))
+              under(kept_dir, name, seed), tuple(seed_parameters))
           for name, seed in pairs]
 
 

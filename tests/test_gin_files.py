@@ -82,8 +82,10 @@ def test_every_sweep_parses_and_its_runs_parse_with_their_bindings(path, monkeyp
   assert len(runs) == len({r.name for r in runs}) * len(seeds)
   for run in runs:
     parse_run(run)
-    assert gin.query_parameter('train.seed') == run.seed
-    assert gin.query_parameter('ensure_dataset.seed') == run.seed
+    # The networks' seed and the dataset's (the maze's, or a Gymnasium task's).
+    for name in run.seed_parameters:
+      assert gin.query_parameter(name) == run.seed
+    assert run.seed_parameters[0] == 'train.seed' and len(run.seed_parameters) == 2
     gin.clear_config()
 
 
@@ -221,3 +223,13 @@ def test_the_alpha_screen_varies_alpha_alone(monkeypatch):
     assert values[True].pop('GmasAgent.alpha') == alpha
     values[False].pop('GmasAgent.alpha')
     assert values[True] == values[False], run.name
+
+
+def test_the_seed_parameters_are_bound_to_each_run_s_seed():
+  (run,) = sweep.experiment('runs', configs={'a': 'a.gin'}, seeds=[4],
+                            seed_parameters=['train.seed', 'minari_dataset.seed'])
+  params = [arg for arg in run.command('bin/train') if '=' in arg]
+  assert params == ['train.seed = 4', 'minari_dataset.seed = 4']
+  (run,) = sweep.experiment('runs', configs={'a': 'a.gin'}, seeds=[4])
+  assert [arg for arg in run.command('bin/train') if '=' in arg] == [
+      'train.seed = 4', 'ensure_dataset.seed = 4']

@@ -171,7 +171,7 @@ def test_minari_data_samples_the_dataset_s_own_transitions(dataset_root):
     assert (o.tobytes(), int(a), n.tobytes()) in pairs
 
 
-def test_datasets_it_cannot_use_end_in_one_sentence(dataset_root, tmp_path):
+def test_datasets_it_cannot_use_end_in_one_sentence(dataset_root, tmp_path, monkeypatch):
   with pytest.raises(DatasetError, match='No Minari dataset test/none-v0 in'):
     gymnasium_task.minari_dataset(dataset_id='test/none-v0', root=dataset_root)
   with pytest.raises(DatasetError, match='already holds a dataset'):
@@ -189,15 +189,16 @@ def test_datasets_it_cannot_use_end_in_one_sentence(dataset_root, tmp_path):
                        ('truncations', truncated)):
       episode[key].append(value)
   episode['truncations'][-1] = True
-  gymnasium_task.write_dataset(str(tmp_path), 'test/car-v0', env, [episode], 0)
-  dataset = gymnasium_task.minari_dataset(dataset_id='test/car-v0', root=str(tmp_path))
+  monkeypatch.chdir(tmp_path)  # a relative root, as bin/collect's data/minari
+  gymnasium_task.write_dataset('minari', 'test/car-v0', env, [episode], 0)
+  dataset = gymnasium_task.minari_dataset(dataset_id='test/car-v0', root='minari')
   with pytest.raises(SpecError, match='discrete actions'):
     gymnasium_task.check_spaces(dataset, doorkey())
   # A damaged dataset.
-  with open(os.path.join(tmp_path, 'test/car-v0', 'data', 'metadata.json'), 'w') as stream:
+  with open(os.path.join('minari', 'test/car-v0', 'data', 'metadata.json'), 'w') as stream:
     stream.write('{not json')
   with pytest.raises(DatasetError, match='cannot be read .*collect it again'):
-    gymnasium_task.minari_dataset(dataset_id='test/car-v0', root=str(tmp_path))
+    gymnasium_task.minari_dataset(dataset_id='test/car-v0', root='minari')
 
 
 # -- evaluation -----------------------------------------------------------------------
