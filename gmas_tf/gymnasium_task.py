@@ -167,6 +167,7 @@ def minari_dataset(dataset_id: Optional[str] = None, root: str = 'data/minari',
   Minari dataset: root is then usually Minari's own, ~/.minari/datasets); else our random
   policy's dataset of (env_id, wrappers, num_transitions, seed), collected if missing."""
   minari = _minari()
+  root = os.path.expanduser(root)
   collect_it = dataset_id is None
   dataset_id = dataset_id or default_dataset_id(env_id, wrappers, num_transitions, seed)
   path = os.path.join(root, dataset_id, 'data')

@@ -14,7 +14,8 @@ os.environ.setdefault('TF_NUM_INTRAOP_THREADS', '1')
 # the suite's time; pytest-xdist (--dist loadfile) hands files out in collection order,
 # so these go first and the short files fill the workers' time around them.
 LONGEST_FIRST = ('test_distribute.py', 'test_train.py', 'test_train_stops.py',
-                 'agents/test_gmas_agent.py', 'agents/test_crar_agent.py', 'test_sweep.py')
+                 'agents/test_gmas_agent.py', 'agents/test_crar_agent.py', 'test_sweep.py',
+                 'test_gymnasium_task.py')
 
 
 def pytest_collection_modifyitems(items):
