@@ -1,6 +1,7 @@
 """Gymnasium tasks: the adapter, Minari datasets, the evaluator and bin/train on MiniGrid."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -250,4 +251,13 @@ def test_bin_train_trains_evaluates_and_exports_on_minigrid(tmp_path):
       env, evaluation.HELD_OUT_SEED + i) for i in range(2)]))
   for row in rows:
     assert 0.0 <= float(row['held_out_score']) <= optimal
-  assert os.path.exists(tmp_path / 'run' / 'policies' / 'depth_1' / 'saved_model.pb')
+  # bin/evaluate plays the exported policy (its observations are uint8) on the task.
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'bin', 'evaluate'), '--policy_dir',
+       str(tmp_path / 'run' / 'policies' / 'depth_1'), '--env_id',
+       'minigrid:MiniGrid-DoorKey-6x6-v0', '--num_episodes', '2',
+       *(arg for wrapper in FULL for arg in ('--wrapper', wrapper))],
+      capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads(result.stdout)
+  assert 0.0 <= summary['score'] <= summary['optimal'] <= 1.0 and summary['num_episodes'] == 2
