@@ -20,7 +20,7 @@ from gmas_tf import data
 from gmas_tf import evaluation
 from gmas_tf import gymnasium_task
 from gmas_tf.envs import gymnasium_env
-from gmas_tf.errors import DatasetError, SpecError
+from gmas_tf.errors import DatasetError, MissingDependency, SpecError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOORKEY = 'minigrid:MiniGrid-DoorKey-5x5-v0'
@@ -100,6 +100,14 @@ def test_spaces_the_agents_cannot_take_end_in_one_sentence():
     gymnasium_env.GymnasiumEnvironment(gym.make('minigrid:MiniGrid-Empty-5x5-v0'))
   with pytest.raises(SpecError, match="cannot make 'NoSuchTask-v0'"):
     gymnasium_env.make('NoSuchTask-v0')
+
+
+def test_without_the_optional_packages_a_gymnasium_task_says_how_to_install_them(
+    monkeypatch):
+  monkeypatch.setattr(gymnasium_env, 'gymnasium', None)
+  with pytest.raises(MissingDependency, match='pip install --no-deps -r '
+                     'requirements-gymnasium.txt'):
+    gymnasium_task.minari_dataset()
 
 
 # -- Minari datasets ------------------------------------------------------------------
