@@ -45,6 +45,14 @@ def define_gin_flags():
   flags.DEFINE_multi_string('gin_param', [], 'gin bindings, e.g. "train.epochs = 3".')
 
 
+def define_gymnasium_flags(env_id_help: str):
+  """--env_id and --wrapper: a Gymnasium environment and the wrappers applied to it."""
+  flags.DEFINE_string('env_id', None, 'A Gymnasium id ("module:Id" imports the module that '
+                      f'registers it): {env_id_help}')
+  flags.DEFINE_multi_string('wrapper', [], 'Entry points ("module:Class") of wrappers '
+                            'applied, in order, to the Gymnasium environment.')
+
+
 def first_line(error: Exception) -> str:
   """The error's own message: gin appends lines naming the configurable or file it came from."""
   return (str(error).strip().splitlines() or [''])[0]

@@ -288,6 +288,15 @@ def minigrid_optimal_return(env, seed: int) -> float:
   return 0.0
 
 
+def mean_optimal_return(optimal_fn, env, seeds: Sequence[int]) -> float:
+  """The mean of `optimal_fn(env, seed)` over the episodes the seeds start."""
+  return float(np.mean([optimal_fn(env, seed) for seed in seeds]))
+
+
+def standard_error(returns: np.ndarray) -> float:
+  return float(returns.std(ddof=1) / np.sqrt(len(returns)))
+
+
 @gin.configurable
 class EpisodeEvaluator:
   """The evaluation phase on held-out episodes of a Gymnasium task: per planning depth,
@@ -309,7 +318,7 @@ class EpisodeEvaluator:
     self._seeds = [evaluation.HELD_OUT_SEED + i for i in range(num_episodes)]
     self.random = float(np.mean(self._returns(
         evaluation.random_act(np.random.default_rng([seed, 4]), self._num_actions), 0.0)))
-    self.optimal = (float(np.mean([optimal_fn(self._envs[0], s) for s in self._seeds]))
+    self.optimal = (mean_optimal_return(optimal_fn, self._envs[0], self._seeds)
                     if optimal_fn else float('nan'))
     self._in_data = float(np.mean([
         env.reset(seed=s)[0].tobytes() in offline_data.first_observations
@@ -333,12 +342,11 @@ class EpisodeEvaluator:
     rows, scalars = [], {'eval/random_held_out_score': self.random}
     for depth, act in acts.items():
       greedy, noisy = self._returns(act, 0.0), self._returns(act, self._epsilon)
-      sem = lambda returns: float(returns.std(ddof=1) / np.sqrt(len(returns)))
       self.latest[depth] = (round(greedy.mean(), 3), round(noisy.mean(), 3))
       rows.append(dict(
           epoch=epoch + 1, step=step, depth=depth, held_out_score=greedy.mean(),
-          held_out_sem=sem(greedy), held_out_normalized=self._normalized(greedy.mean()),
-          held_out_epsilon_score=noisy.mean(), held_out_epsilon_sem=sem(noisy),
+          held_out_sem=standard_error(greedy), held_out_normalized=self._normalized(greedy.mean()),
+          held_out_epsilon_score=noisy.mean(), held_out_epsilon_sem=standard_error(noisy),
           held_out_epsilon_normalized=self._normalized(noisy.mean()),
           random_held_out_score=self.random, optimal_held_out_score=self.optimal,
           held_out_in_data=self._in_data, steps_per_second=speed))
