@@ -191,7 +191,7 @@ METRIC_LABELS = {'held_out_score': 'held-out score, greedy',
                  'held_out_normalized': 'normalized held-out score, greedy',
                  'held_out_epsilon_normalized': 'normalized held-out score, epsilon 0.1',
                  'deer_score': "deer's 200-step score, epsilon 0.1"}
-REFERENCE_COLOUR = 'tab:gray'  # the random policy's and the optimal tour's lines
+REFERENCE_COLOUR = 'tab:gray'  # the random policy's and the optimal return's lines
 
 
 def line_colours(methods: Sequence[str], baseline: str = 'crar') -> Dict[str, str]:
@@ -248,7 +248,7 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
         ax.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.15, color=colours[method],
                         linewidth=0)
       if np.isfinite(optimal_score):
-        legend['optimal tour'] = ax.axhline(optimal_score, color=REFERENCE_COLOUR,
+        legend['optimal policy'] = ax.axhline(optimal_score, color=REFERENCE_COLOUR,
                                             linestyle='--', linewidth=1)
       if np.isfinite(random_score):
         legend['random policy'] = ax.axhline(random_score, color=REFERENCE_COLOUR,
@@ -276,8 +276,20 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
              fontsize=9, frameon=False, bbox_to_anchor=(0.5, bottom))
   fig.text(0.5, 0.01, '\n'.join(caption_lines), ha='center', va='bottom', fontsize=8.5)
   fig.tight_layout(rect=(0, bottom, 1, 1))
-  fig.savefig(output, dpi=110)
+  save_figure(fig, output)
+
+
+def save_figure(fig, output: str, dpi: int = 110):
+  """Writes `fig` as a PNG of at most 256 colours (an adaptive palette), a third to a
+  half of matplotlib's full-colour file for these line plots, and closes it."""
+  import io  # pylint: disable=import-outside-toplevel
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png', dpi=dpi)
   plt.close(fig)
+  with Image.open(buffer) as image:
+    image.convert('RGB').quantize(256).save(output, optimize=True)
 
 
 def performance_profiles(curves: Curves, output: str, xlabel: str = 'held-out score',
@@ -306,8 +318,7 @@ def performance_profiles(curves: Curves, output: str, xlabel: str = 'held-out sc
     ax.set_title(f'evaluation depth {depth}, step {step}', fontsize=9)
     ax.legend(ax.get_lines()[:len(finals)], list(finals), fontsize=6)
   fig.tight_layout()
-  fig.savefig(output, dpi=110)
-  plt.close(fig)
+  save_figure(fig, output)
 
 
 def read_losses(root_dir: str, prefix: Union[str, Sequence[str]] = 'Losses/'

@@ -120,6 +120,32 @@ def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
           in half)
 
 
+def test_save_figure_writes_a_palette_png_close_to_the_full_colour_one(tmp_path):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  def draw():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    steps = np.arange(10)
+    ax.plot(steps, np.sin(steps), color='tab:blue')
+    ax.fill_between(steps, np.sin(steps) - 0.3, np.sin(steps) + 0.3, alpha=0.15)
+    return fig
+
+  full, palette = str(tmp_path / 'full.png'), str(tmp_path / 'palette.png')
+  fig = draw()
+  fig.savefig(full, dpi=110)
+  plt.close(fig)
+  report.save_figure(draw(), palette)
+  with Image.open(full) as a, Image.open(palette) as b:
+    assert b.mode == 'P' and a.size == b.size
+    difference = np.abs(np.asarray(a.convert('RGB'), np.int16)
+                        - np.asarray(b.convert('RGB'), np.int16))
+  assert difference.mean() < 1.0 and difference.max() < 40
+  assert os.path.getsize(palette) < os.path.getsize(full)
+
+
 def test_bin_report_keeps_only_the_seeds_asked_for(sweep_dir, tmp_path):
   write_run(sweep_dir, 'crar', 2, [(100, 0.0), (200, 0.0)], random_score=-2.9)
   output = os.path.join(str(tmp_path), 'seeds01')
