@@ -1,18 +1,20 @@
-"""A named agent beside a small dataset of its environment (what
-bin/diagnostics/profile_step and bin/diagnostics/benchmark_layouts time), and the arithmetic
-of the planner's tree (what bin/benchmark divides its times by)."""
+"""A named agent beside training batches of its task, the maze's or any gin-configured one
+(what bin/benchmark, bin/diagnostics/profile_step and bin/diagnostics/benchmark_layouts
+time), and the arithmetic of the planner's tree (what bin/benchmark divides its times by)."""
 
 import os
-from typing import Iterator, Tuple
+from typing import Iterator, Sequence, Tuple
 
 import gin
 import numpy as np
 import tensorflow as tf
+from tf_agents.environments import py_environment
 from tf_agents.environments import tf_py_environment
 
 from gmas_tf import agents
 from gmas_tf import cli
 from gmas_tf import data
+from gmas_tf import runner
 from gmas_tf.agents import crar_agent
 from gmas_tf.envs import maze
 
@@ -33,18 +35,36 @@ def named_agent(name: str, time_step_spec, action_spec,
   cli.parse_gin([os.path.join(cli.REPO_ROOT, 'gin', gin_file)],
                 bindings + [f"CrarAgent.update_scheme = '{update_scheme}'"])
   try:
-    return agents.make_agent(time_step_spec, action_spec, agents.configured_agent_class())
+    return agents.make_agent(time_step_spec, action_spec, runner.configured('agent_class'))
   finally:
     gin.clear_config()
 
 
-def agent_and_batches(name: str, update_scheme: str,
-                      num_transitions: int = 5000) -> Tuple[crar_agent.CrarAgent, Iterator]:
-  """`named_agent(name)`, initialized, and an iterator of training batches from
-  num_transitions random-policy transitions (seed 0)."""
-  env = maze.MazeEnvironment(seed=0)
-  arrays, _ = data.collect(env, num_transitions, 0)
-  batches = iter(data.make_dataset(data.make_replay_buffer(arrays), env.sprites))
+def task_and_batches(gin_files: Sequence[str] = (), num_transitions: int = 5000
+                     ) -> Tuple[py_environment.PyEnvironment, Iterator]:
+  """An environment and an iterator of its training batches: the task the gin files
+  configure (`train.environment_fn` and `train.data_fn`, its data as a run reads them), or
+  without gin files the maze with num_transitions random-policy transitions (seed 0). The
+  gin config is cleared before and after."""
+  gin.clear_config()
+  if not gin_files:
+    env = maze.MazeEnvironment(seed=0)
+    arrays, _ = data.collect(env, num_transitions, 0)
+    return env, iter(data.make_dataset(data.make_replay_buffer(arrays), env.sprites))
+  cli.parse_gin(gin_files, [])
+  try:
+    env, offline_data = runner.configured_task()
+    return env, iter(offline_data.transitions())
+  finally:
+    gin.clear_config()
+
+
+def agent_and_batches(name: str, update_scheme: str, num_transitions: int = 5000,
+                      gin_files: Sequence[str] = ()
+                      ) -> Tuple[crar_agent.CrarAgent, Iterator]:
+  """`named_agent(name)`, initialized, for `task_and_batches(gin_files, num_transitions)`,
+  and that iterator."""
+  env, batches = task_and_batches(gin_files, num_transitions)
   tf_env = tf_py_environment.TFPyEnvironment(env)
   return named_agent(name, tf_env.time_step_spec(), tf_env.action_spec(), update_scheme), batches
 

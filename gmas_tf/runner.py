@@ -19,6 +19,7 @@ resume. The runner is the gin configurable `train` (`train.epochs = 8`, ...).
 
 import contextlib
 import fcntl
+import inspect
 import math
 import os
 import signal
@@ -110,6 +111,25 @@ def _stop_after_update(requests: list):
   finally:
     for number, handler in previous.items():
       signal.signal(number, handler)
+
+
+def configured(name: str):
+  """What the parsed gin config gives `train`'s argument `name`: its binding (a reference
+  resolved to its class or function), else Runner's default."""
+  try:
+    value = gin.query_parameter(f'train.{name}')
+  except ValueError:
+    return inspect.signature(Runner.__init__).parameters[name].default
+  if isinstance(value, gin.config.ConfigurableReference):
+    return value.scoped_configurable_fn
+  return value
+
+
+def configured_task():
+  """(environment, offline data) of the task the parsed gin config trains on, built by its
+  `train.environment_fn` and `train.data_fn`, as a run builds them."""
+  environment = configured('environment_fn')()
+  return environment, configured('data_fn')(environment)
 
 
 @gin.configurable('train')

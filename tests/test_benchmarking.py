@@ -1,9 +1,19 @@
+import json
+import os
+import subprocess
+import sys
+
+import gin
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from gmas_tf import benchmarking
+from gmas_tf import gymnasium_task
 from gmas_tf import planning
 from gmas_tf.agents import gmas_agent
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_agents_are_built_by_name():
@@ -56,3 +66,37 @@ def test_planner_flops_sum_the_networks():
   assert benchmarking.planner_flops(agent, 1) == (4 * expansion + flops['encoder']
                                                   + flops['q_network'])
   assert benchmarking.planner_flops(agent, 3, label=True) == 7 * expansion
+
+
+def test_benchmarks_take_the_task_of_a_gin_file(tmp_path):
+  dataset_root = str(tmp_path / 'minari')
+  gymnasium_task.collect('minigrid:MiniGrid-DoorKey-5x5-v0',
+                         gymnasium_task.MINIGRID_FULLY_OBSERVED, num_transitions=600, seed=0,
+                         root=dataset_root, dataset_id='test/doorkey-v0')
+  config = tmp_path / 'task.gin'
+  config.write_text(f"include '{REPO}/gin/minigrid.gin'\n"
+                    f"minari_dataset.root = '{dataset_root}'\n"
+                    "minari_dataset.dataset_id = 'test/doorkey-v0'\n")
+  agent, batches = benchmarking.agent_and_batches('gmas_cosine_depth3', 'per_loss',
+                                                  gin_files=[str(config)])
+  batch = next(batches)
+  assert batch.observation.shape == (32, 5, 5, 3) and batch.action.shape == (32,)
+  assert agent.world_model.num_actions == 7 and agent._training_depth == 3
+  assert np.isfinite(agent.train(batch).loss.numpy())
+  assert not gin.config_str()  # the task's config is cleared again
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'bin', 'benchmark'), '--gin_file', str(config),
+       '--rounds', '1', '--steps', '1', '--batch_sizes', '3', '--depths', '1',
+       '--output', str(tmp_path / 'benchmark.json')],
+      capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert result.returncode != 0 and 'set it to 0' in result.stderr
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'bin', 'benchmark'), '--gin_file', str(config),
+       '--rounds', '1', '--steps', '1', '--batch_sizes', '3', '--depths', '1',
+       '--evaluation_mazes', '0', '--output', str(tmp_path / 'benchmark.json')],
+      capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / 'benchmark.json') as stream:
+    timings = json.load(stream)
+  assert set(timings['planner_action_ms']) == {'depth1_batch3'}
+  assert timings['ratio_to_crar']['crar'] == 1.0

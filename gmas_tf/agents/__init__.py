@@ -6,15 +6,6 @@ import tensorflow as tf
 from gmas_tf.agents import crar_agent
 
 
-def configured_agent_class():
-  """The agent class the parsed gin config trains (`train.agent_class`), CrarAgent if it
-  binds none."""
-  try:
-    return gin.query_parameter('train.agent_class').scoped_configurable_fn
-  except ValueError:
-    return crar_agent.CrarAgent
-
-
 @gin.configurable
 def make_agent(time_step_spec, action_spec, agent_class=crar_agent.CrarAgent,
                strategy=None):
