@@ -249,8 +249,9 @@ class MinariData:
 # -- evaluation -----------------------------------------------------------------------
 
 
-def play(act: evaluation.Act, envs, seeds: Sequence[int]) -> np.ndarray:
-  """One episode in each env from reset(seed), all stepped together; their returns."""
+def play(act: evaluation.Act, envs, seeds: Sequence[int], on_step=None) -> np.ndarray:
+  """One episode in each env from reset(seed), all stepped together; their returns.
+  `on_step(index, action, env, reward, terminated)`, if given, sees every step."""
   observations = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]
   start = int(envs[0].action_space.start)
   returns, running = np.zeros(len(envs)), np.ones(len(envs), bool)
@@ -262,7 +263,35 @@ def play(act: evaluation.Act, envs, seeds: Sequence[int]) -> np.ndarray:
           int(action) + start)
       returns[index] += reward
       running[index] = not (terminated or truncated)
+      if on_step:
+        on_step(index, int(action), envs[index], reward, terminated)
   return returns
+
+
+class MinigridBehaviour:
+  """What a policy does in MiniGrid episodes (give `record` to `play` as on_step): its
+  actions counted by name, and the fraction of episodes in which it ever carried an
+  object, had a door open, and reached the goal (a rewarded termination)."""
+
+  EVENTS = ('carried', 'door_open', 'goal')
+
+  def __init__(self, envs):
+    self._names = [action.name for action in envs[0].unwrapped.actions]
+    self._counts = np.zeros(len(self._names), int)
+    self._events = np.zeros((len(envs), len(self.EVENTS)), bool)
+
+  def record(self, index: int, action: int, env, reward: float, terminated: bool):
+    self._counts[action] += 1
+    grid = env.unwrapped.grid.grid
+    self._events[index] |= (
+        env.unwrapped.carrying is not None,
+        any(cell is not None and cell.type == 'door' and cell.is_open for cell in grid),
+        terminated and reward > 0)
+
+  def summary(self) -> dict:
+    return dict(actions=dict(zip(self._names, self._counts.tolist())),
+                **{f'episodes_{event}': float(self._events[:, i].mean())
+                   for i, event in enumerate(self.EVENTS)})
 
 
 @gin.register

@@ -235,6 +235,42 @@ def test_play_steps_every_environment_to_its_end_and_sums_the_rewards():
   assert evaluation.HELD_OUT_SEED > 1000  # held-out seeds lie far from datasets' seeds
 
 
+def test_the_behaviour_counts_actions_and_what_the_episodes_reached():
+  # Empty-5x5 from seed 0: forward, forward, right, forward, forward reaches the goal; the
+  # second episode turns left until the time limit (100 steps).
+  envs = [gymnasium_env.make('minigrid:MiniGrid-Empty-5x5-v0', FULL) for _ in range(2)]
+  behaviour = gymnasium_task.MinigridBehaviour(envs)
+  route = iter([2, 2, 1, 2, 2])
+  act = lambda observations: np.array([next(route), 0] if len(observations) == 2 else [0])
+  gymnasium_task.play(act, envs, [0, 0], behaviour.record)
+  summary = behaviour.summary()
+  assert summary['actions'] == dict(left=100, right=1, forward=4, pickup=0, drop=0, toggle=0,
+                                    done=0)
+  assert (summary['episodes_goal'], summary['episodes_carried'],
+          summary['episodes_door_open']) == (0.5, 0.0, 0.0)
+
+  # DoorKey: "pickup", then "left" until the time limit, carries the key only from a layout
+  # whose agent starts facing it.
+  def facing(env, seed):
+    env.reset(seed=seed)
+    cell = env.unwrapped.grid.get(*env.unwrapped.front_pos)
+    return cell.type if cell else None
+
+  env = gymnasium_env.make(DOORKEY, FULL)
+  seeds = [next(s for s in range(200) if facing(env, s) == 'key'),
+           next(s for s in range(200) if facing(env, s) != 'key')]
+  envs = [gymnasium_env.make(DOORKEY, FULL) for _ in range(2)]
+  behaviour = gymnasium_task.MinigridBehaviour(envs)
+  calls = iter(range(10_000))
+  act = lambda observations: np.full(len(observations), 3 if next(calls) == 0 else 0)
+  gymnasium_task.play(act, envs, seeds, behaviour.record)
+  summary = behaviour.summary()
+  limit = envs[0].unwrapped.max_steps
+  assert summary['actions']['pickup'] == 2 and summary['actions']['left'] == 2 * limit - 2
+  assert (summary['episodes_carried'], summary['episodes_door_open'],
+          summary['episodes_goal']) == (0.5, 0.0, 0.0)
+
+
 # -- bin/train on the MiniGrid task ----------------------------------------------------
 
 
@@ -269,3 +305,6 @@ def test_bin_train_trains_evaluates_and_exports_on_minigrid(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads(result.stdout)
   assert 0.0 <= summary['score'] <= summary['optimal'] <= 1.0 and summary['num_episodes'] == 2
+  assert set(summary['actions']) == {'left', 'right', 'forward', 'pickup', 'drop', 'toggle',
+                                     'done'} and sum(summary['actions'].values()) >= 2
+  assert (summary['episodes_goal'] > 0) == (summary['score'] > 0)
