@@ -76,8 +76,11 @@ def common_step(curves: Curves, depth: int) -> int:
   return int(min(curves[m][depth][0][-1] for m in curves if depth in curves[m]))
 
 
-def _fmt(value: float) -> str:
-  return f'{value:.2f}'
+DECIMALS = 2  # of the scores in the tables; bin/report --decimals (3 for 0-1 returns)
+
+
+def _fmt(value: float, sign: str = '') -> str:
+  return f'{value:{sign}.{DECIMALS}f}'
 
 
 def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
@@ -146,7 +149,7 @@ def crossing_table(curves: Curves, threshold: float, what: str,
   """Per method and depth, the first evaluated step at which each seed's score exceeds
   `threshold` ('-' for a seed that never did by its last evaluation), and on each seed the
   method shares with `baseline` (the same dataset) the difference of the two steps."""
-  lines = [f'First evaluated step with a score above {what} ({threshold:.2f}), per seed, '
+  lines = [f'First evaluated step with a score above {what} ({_fmt(threshold)}), per seed, '
            f'and minus {baseline}\'s on the same seed (negative: sooner; a bound where a '
            'run never crossed):', '',
            f'| method | depth | first step, per seed | minus {baseline}, per seed | last step |',
@@ -178,10 +181,11 @@ def _paired_cell(x, x_seeds, y, y_seeds) -> str:
     return 'no shared seeds'
   differences = x[x_index] - y[y_index]
   if len(shared) == 1:
-    return f'{differences[0]:+.2f} (1 pair: no interval)'
+    return f'{_fmt(differences[0], "+")} (1 pair: no interval)'
   mean, low, high = statistics.paired_t_interval(differences)
   p = statistics.sign_flip_p_value(differences)
-  return f'{mean:+.2f} [{low:+.2f}, {high:+.2f}] p={p:.2f} ({len(shared)})'
+  return (f'{_fmt(mean, "+")} [{_fmt(low, "+")}, {_fmt(high, "+")}] p={p:.2f} '
+          f'({len(shared)})')
 
 
 DISTANCES = ('cosine', 'l2')  # the figure's rows, by the distance in a method's name

@@ -1,5 +1,6 @@
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,14 @@ def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
   half = text[text.index('the normalized score (0.50)'):]
   assert ('| gmas_cosine_d1 | 3 | seed 0: 100, seed 1: 100 | seed 0: -100, seed 1: +0 | 200 |'
           in half)
+  result = run_bin('report', '--root_dir', sweep_dir, '--output', output,
+                   '--metric', 'held_out_score', '--decimals', '3')
+  assert result.returncode == 0, result.stderr
+  with open(output + '.md') as stream:
+    text = stream.read()
+  assert 'normalized score (0.500)' in text
+  assert re.search(r'Random policy on the held-out episodes: -?\d+\.\d{3}\. ', text)
+  assert re.search(r'\| [+-]\d+\.\d{3} \[[+-]\d+\.\d{3}, [+-]\d+\.\d{3}\] p=', text)
 
 
 def test_save_figure_writes_a_palette_png_close_to_the_full_colour_one(tmp_path):
@@ -198,7 +207,7 @@ def test_bin_plot_curves_tables_and_plots_the_scalars_of_every_run(sweep_dir, tm
                    '--scalars', 'encoder/q,q_slope_norm', '--loss_table_window', '200',
                    '--log_scalars', '--first_reaching', 'q_slope_norm=0.75,encoder/reward=1')
   assert result.returncode == 0, result.stderr
-  assert os.path.getsize(losses) > 10_000
+  assert os.path.getsize(losses) > 5_000  # two panels drawn (a 256-colour PNG)
   tables, first_reaching = result.stdout.split('| run |')
   # Seed 1's slope (1.0) reaches 0.75 in the first window, seed 0's (0.5) never; the
   # reward pull was left out by --scalars.
