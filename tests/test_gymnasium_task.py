@@ -224,6 +224,23 @@ def test_the_optimal_return_is_the_shortest_path_s():
   assert 6 <= steps <= 20
 
 
+def test_the_task_survey_reports_the_random_policy_and_the_optimum():
+  # Empty-5x5 has one layout, its goal 5 steps away; the random policy is seeded.
+  tool = os.path.join(REPO, 'bin', 'diagnostics', 'minigrid_tasks')
+  result = subprocess.run(
+      [sys.executable, tool, '--tasks', 'Empty-5x5', '--episodes', '4',
+       '--optimal_episodes', '2'], capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  header, _, line = result.stdout.splitlines()
+  assert header.endswith('| distinct layouts of 4 |')
+  env = gymnasium_env.make('minigrid:MiniGrid-Empty-5x5-v0', FULL)
+  rng = np.random.default_rng(0)
+  returns = [gymnasium_task.play(evaluation.random_act(rng, 7), [env], [seed])[0]
+             for seed in range(4)]
+  assert line == (f'| Empty-5x5 | {np.mean(returns):.3f} | '
+                  f'{np.mean(np.array(returns) > 0):.0%} | 5.0 | 1 |')
+
+
 def test_play_steps_every_environment_to_its_end_and_sums_the_rewards():
   envs = [gymnasium_env.make('minigrid:MiniGrid-Empty-5x5-v0', FULL) for _ in range(3)]
   plan = iter([[2], [2], [1], [2], [2]])
