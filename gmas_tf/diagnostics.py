@@ -27,16 +27,21 @@ PROBE_FIELDS = ('probe_key_reward', 'probe_step_reward', 'probe_terminal_discoun
                 'probe_transition_error')
 
 
-def probe_transitions(arrays, sprites: np.ndarray, size: int = 256,
+def probe_transitions(arrays, sprites: Optional[np.ndarray], size: int = 256,
                       seed: int = 0) -> Dict[str, np.ndarray]:
-  """Up to `size` key transitions and `size` ordinary ones of a dataset (see gmas_tf.data)."""
+  """Up to `size` rewarded transitions (the maze's key pickups) and `size` others of a
+  dataset's row stream (see gmas_tf.data). Observations are the maze's cells rendered with
+  its `sprites`, or, without them, the rows' own `observation`s as float32."""
   valid = data.transition_rows(arrays)
   rewards = arrays['reward'][valid]
   rng = np.random.default_rng([seed, 5])
   chosen = [rng.permutation(group)[:size] for group in (valid[rewards > 0], valid[rewards <= 0])]
   rows = np.sort(np.concatenate(chosen))
-  return dict(observation=render.render_cells(arrays['cells'][rows], sprites),
-              next_observation=render.render_cells(arrays['cells'][rows + 1], sprites),
+  if sprites is None:
+    observe = lambda at: arrays['observation'][at].astype(np.float32)
+  else:
+    observe = lambda at: render.render_cells(arrays['cells'][at], sprites)
+  return dict(observation=observe(rows), next_observation=observe(rows + 1),
               action=arrays['action'][rows].astype(np.int32),
               reward=arrays['reward'][rows],
               terminal=(arrays['discount'][rows] == 0).astype(np.float32))

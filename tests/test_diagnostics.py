@@ -6,6 +6,7 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
+from tf_agents.trajectories import time_step as ts
 
 from gmas_tf import data
 from gmas_tf import diagnostics
@@ -31,6 +32,25 @@ def test_probe_holds_key_and_ordinary_transitions_that_follow_the_dynamics(array
     cell = lambda image: np.argwhere(image[::6, 2::6, 0] == agent_pixel)[0]
     step = cell(after) - cell(before)
     assert tuple(step) in {tuple(maze.MOVES[action]), (0, 0)}  # moved, or hit a wall
+
+
+def test_without_sprites_the_probe_pairs_the_rows_own_observations():
+  # Two episodes of rows 0-3 and 4-6 (a Minari stream); row r's observation holds r.
+  # Rewards on rows 1 and 5; row 3 ends the first episode, so it starts no transition.
+  first, mid, last = int(ts.StepType.FIRST), int(ts.StepType.MID), int(ts.StepType.LAST)
+  arrays = dict(observation=np.arange(7, dtype=np.uint8)[:, None, None, None],
+                action=np.array([0, 1, 2, 0, 3, 4, 0], np.int32),
+                reward=np.array([0, 0.5, 0, 0, 0, 0.9, 0], np.float32),
+                discount=np.array([1, 1, 0, 1, 1, 0, 1], np.float32),
+                step_type=np.array([first, mid, mid, last, first, mid, last], np.uint8),
+                next_step_type=np.array([mid, mid, last, first, mid, last, first], np.uint8))
+  probe = diagnostics.probe_transitions(arrays, None, size=3)
+  assert probe['observation'].dtype == np.float32
+  np.testing.assert_array_equal(probe['observation'].ravel(), [0, 1, 2, 4, 5])
+  np.testing.assert_array_equal(probe['next_observation'].ravel(), [1, 2, 3, 5, 6])
+  np.testing.assert_array_equal(probe['reward'], np.float32([0, 0.5, 0, 0, 0.9]))
+  np.testing.assert_array_equal(probe['terminal'], [0, 0, 1, 0, 1])
+  np.testing.assert_array_equal(probe['action'], [0, 1, 2, 3, 4])
 
 
 def test_model_probe_on_hand_set_networks(arrays):

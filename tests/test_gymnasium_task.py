@@ -325,3 +325,16 @@ def test_bin_train_trains_evaluates_and_exports_on_minigrid(tmp_path):
   assert set(summary['actions']) == {'left', 'right', 'forward', 'pickup', 'drop', 'toggle',
                                      'done'} and sum(summary['actions'].values()) >= 2
   assert (summary['episodes_goal'] > 0) == (summary['score'] > 0)
+  # The model probe rebuilds the run's task from its operative config.
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'bin', 'diagnostics', 'probe_model'), '--root_dir',
+       str(tmp_path / 'run'), '--size', '8', '--depth', '1', '--batches', '2',
+       '--measured', '16'], capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  probed = json.loads(result.stdout[result.stdout.index('{'):])
+  dataset = minari.MinariDataset(os.path.join(
+      tmp_path, gymnasium_task.default_dataset_id(
+          'minigrid:MiniGrid-DoorKey-6x6-v0', FULL, 300, 0), 'data'))
+  rewarded = sum(int(np.sum(e.rewards > 0)) for e in dataset.iterate_episodes())
+  assert probed['step'] == 4 and probed['rewarded_transitions'] == min(rewarded, 8)
+  assert np.isfinite(probed['probe_step_reward']) and probed['q_slope_norm'] > 0
