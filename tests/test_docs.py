@@ -4,15 +4,14 @@ import os
 import re
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SKIPPED = {'.git', '.venv', 'runs', 'data', 'logs', '.pytest_cache'}
 
 
 def markdown_files():
-  for root, dirs, files in os.walk(REPO):
-    dirs[:] = [d for d in dirs if d not in SKIPPED and not d.startswith('.')]
-    for name in files:
-      if name.endswith('.md'):
-        yield os.path.join(root, name)
+  """README.md and the Markdown files of the repository's own folders."""
+  yield os.path.join(REPO, 'README.md')
+  for folder in ('bin', 'checkpoints', 'docs', 'gin', 'gmas_tf', 'tests'):
+    for root, _, files in os.walk(os.path.join(REPO, folder)):
+      yield from (os.path.join(root, name) for name in files if name.endswith('.md'))
 
 
 def test_markdown_links_point_at_files_of_the_repository():
