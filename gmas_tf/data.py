@@ -200,10 +200,11 @@ def data_spec(observations: np.ndarray):
 
 
 @gin.configurable
-def make_replay_buffer(arrays, num_lanes: int = 512, observation: str = 'cells'):
+def make_replay_buffer(arrays, num_lanes: int = 512):
   """A TFUniformReplayBuffer holding the stream, filled with few `add_batch` calls.
 
-  `arrays` are keyed by FIELDS, but for the observations' key, `observation`.
+  `arrays` are keyed by FIELDS: the maze's observations are its `cells`; any other task's
+  are keyed `observation`.
 
   The stream is cut into `num_lanes` equal lanes (the buffer's batch dimension) that
   overlap by one row, so every consecutive pair of rows lies in exactly one lane and
@@ -218,6 +219,7 @@ def make_replay_buffer(arrays, num_lanes: int = 512, observation: str = 'cells')
   index = np.where(index < num_rows, index, -1)
   padded = {name: np.concatenate([array, array[-1:]]) for name, array in arrays.items()}
   padded['next_step_type'][-1] = ts.StepType.FIRST
+  observation = 'cells' if 'cells' in arrays else 'observation'
   spec = data_spec(arrays[observation])
   buffer = tf_uniform_replay_buffer.TFUniformReplayBuffer(
       spec, batch_size=num_lanes, max_length=pairs_per_lane + 1)

@@ -242,7 +242,7 @@ class MinariData:
 
   def transitions(self) -> tf.data.Dataset:
     """Batches of `Transition`s, sampled by TensorFlow's global seed as it is now."""
-    buffer = data.make_replay_buffer(self.arrays, observation='observation')
+    buffer = data.make_replay_buffer(self.arrays)
     return data.make_dataset(buffer, sprites=None)
 
 

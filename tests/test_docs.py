@@ -27,11 +27,11 @@ def test_markdown_links_point_at_files_of_the_repository():
 
 def test_the_tools_and_gin_files_the_docs_name_exist():
   # A command in a doc that names a moved tool or a removed gin file no longer runs.
-  missing = []
-  for path in markdown_files():
+  missing, paths = [], list(markdown_files())
+  assert len(paths) > 20
+  for path in paths:
     text = open(path).read()
     for name in re.findall(r'(?<![\w/.])(bin/[\w/]+(?:\.md)?|gin/[\w/]+\.gin)', text):
       if not os.path.exists(os.path.join(REPO, name)):
         missing.append(f'{os.path.relpath(path, REPO)}: {name}')
-  assert len(list(markdown_files())) > 20
   assert not missing
