@@ -83,15 +83,9 @@ def _fmt(value: float, sign: str = '') -> str:
   return f'{value:{sign}.{DECIMALS}f}'
 
 
-def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
-                repetitions: int = 2000) -> str:
-  """A markdown table of every method at one evaluation depth, at the common step.
-
-  Besides the unpaired statistics, each method's final score and area under the curve are
-  compared with the baseline's seed by seed (the seeds of a sweep share their dataset):
-  the mean paired difference over the seeds both have, its 95% t-interval and exact
-  sign-flip p-value.
-  """
+def finals_and_areas(curves: Curves, depth: int) -> tuple:
+  """At one evaluation depth: the common step, and per method its runs' scores at that step,
+  their areas under the curve up to it, and their seeds (dicts by method)."""
   step = common_step(curves, depth)
   finals, areas, seeds = {}, {}, {}
   for method in sorted(curves):
@@ -102,6 +96,19 @@ def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
     finals[method] = scores[:, np.flatnonzero(upto)[-1]]
     areas[method] = np.array([statistics.area_under_curve(steps[upto], s[upto])
                               for s in scores])
+  return step, finals, areas, seeds
+
+
+def depth_table(curves: Curves, depth: int, baseline: str = 'crar',
+                repetitions: int = 2000) -> str:
+  """A markdown table of every method at one evaluation depth, at the common step.
+
+  Besides the unpaired statistics, each method's final score and area under the curve are
+  compared with the baseline's seed by seed (the seeds of a sweep share their dataset):
+  the mean paired difference over the seeds both have, its 95% t-interval and exact
+  sign-flip p-value.
+  """
+  step, finals, areas, seeds = finals_and_areas(curves, depth)
   lines = [f'Evaluation depth {depth}, at step {step} (the last step every method reached).',
            '',
            f'| method | seeds | final mean | final IQM [95% CI] | AUC mean | AUC IQM [95% CI] '
@@ -173,19 +180,24 @@ def crossing_table(curves: Curves, threshold: float, what: str,
   return '\n'.join(lines)
 
 
+def paired_differences(x, x_seeds, y, y_seeds) -> np.ndarray:
+  """x - y on each seed both have (the seeds of a sweep share their dataset)."""
+  _, x_index, y_index = np.intersect1d(x_seeds, y_seeds, return_indices=True)
+  return x[x_index] - y[y_index]
+
+
 def _paired_cell(x, x_seeds, y, y_seeds) -> str:
   """Mean of x - y over the seeds both have, its 95% t-interval (a bootstrap over 3-5
   pairs is too narrow), the exact sign-flip p-value and the number of pairs."""
-  shared, x_index, y_index = np.intersect1d(x_seeds, y_seeds, return_indices=True)
-  if not len(shared):
+  differences = paired_differences(x, x_seeds, y, y_seeds)
+  if not len(differences):
     return 'no shared seeds'
-  differences = x[x_index] - y[y_index]
-  if len(shared) == 1:
+  if len(differences) == 1:
     return f'{_fmt(differences[0], "+")} (1 pair: no interval)'
   mean, low, high = statistics.paired_t_interval(differences)
   p = statistics.sign_flip_p_value(differences)
   return (f'{_fmt(mean, "+")} [{_fmt(low, "+")}, {_fmt(high, "+")}] p={p:.2f} '
-          f'({len(shared)})')
+          f'({len(differences)})')
 
 
 DISTANCES = ('cosine', 'l2')  # the figure's rows, by the distance in a method's name
@@ -283,6 +295,99 @@ def figure(curves: Curves, output: str, random_score: float, baseline: str = 'cr
   save_figure(fig, output)
 
 
+def binding_values(root_dir: str, methods: Sequence[str], binding: str) -> Dict[str, float]:
+  """Each method's value of a numeric gin binding (GmasAgent.alpha, say), read from the
+  operative_config.gin of its runs; methods without the binding (the baseline) are left
+  out. Raises ValueError where a method's runs disagree or a value is not a number."""
+  pattern = re.compile(rf'^{re.escape(binding)} = (.+)$', re.MULTILINE)
+  values = {}
+  for method in methods:
+    found = set()
+    for path in glob.glob(os.path.join(root_dir, method, 'seed_*', 'operative_config.gin')):
+      with open(path) as stream:
+        found.update(pattern.findall(stream.read()))
+    if len(found) > 1:
+      raise ValueError(f'The runs of {method} bind {binding} to several values: '
+                       f'{sorted(found)}.')
+    if found:
+      text = found.pop()
+      try:
+        values[method] = float(text)
+      except ValueError:
+        raise ValueError(f'{method} binds {binding} to {text}, not a number.') from None
+  return values
+
+
+def paired_effects(curves: Curves, depth: int, baseline: str) -> tuple:
+  """At one evaluation depth: the common step, and {'final score': ..., 'area': ...} of
+  {method: (mean, low, high)}, the method minus the baseline on each seed both have, with
+  its 95% t-interval (NaN bounds for one pair); methods sharing no seed are left out."""
+  step, finals, areas, seeds = finals_and_areas(curves, depth)
+  effects = {}
+  for what, by_method in (('final score', finals), ('area', areas)):
+    effects[what] = {}
+    for method in by_method:
+      if method != baseline and baseline in by_method:
+        differences = paired_differences(by_method[method], seeds[method],
+                                         by_method[baseline], seeds[baseline])
+        if len(differences):
+          effects[what][method] = statistics.paired_t_interval(differences)
+  return step, effects
+
+
+def effect_figure(curves: Curves, values: Dict[str, float], output: str, baseline: str,
+                  xlabel: str, metric: str = 'held_out_score', caption: str = ''):
+  """The paired effect against a setting (alpha, say): rows, each method's final score and
+  area minus the baseline's on the same seed; columns, evaluation depths; x, the method's
+  value of the setting (`values`), on a log axis where the values span a factor of 10 or
+  more. One line per distance (the method names'), the mean difference with its 95%
+  t-interval; 0 is the baseline."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  depths = sorted({d for m in values for d in curves.get(m, {})})
+  if not depths or baseline not in curves:
+    raise ValueError(f'No method with both a value of {xlabel} and the baseline {baseline}.')
+  fig, axes = plt.subplots(2, len(depths), figsize=(3.4 * len(depths), 6.2), squeeze=False,
+                           sharex=True)
+  series = {kind: sorted((m for m in values if kind in m), key=values.get)
+            for kind in DISTANCES}
+  series = {kind: methods for kind, methods in series.items() if methods}
+  spread = max(values.values()) / min(values.values()) if min(values.values()) > 0 else 1
+  for j, depth in enumerate(depths):
+    step, effects = paired_effects(curves, depth, baseline)
+    for i, (what, by_method) in enumerate(effects.items()):
+      ax = axes[i][j]
+      ax.axhline(0, color=REFERENCE_COLOUR, linewidth=1)
+      for k, (kind, methods) in enumerate(series.items()):
+        points = [(values[m],) + by_method[m] for m in methods if m in by_method]
+        if not points:
+          continue
+        x, mean, low, high = map(np.array, zip(*points))
+        ax.errorbar(x, mean, yerr=[mean - low, high - mean], marker='os'[k % 2], capsize=3,
+                    label=kind, linewidth=1.2)
+      if spread >= 10:
+        ax.set_xscale('log')
+      ax.set_title(f'{what}, depth {depth}, step {step:,}', fontsize=9)
+      ax.grid(alpha=0.3, linewidth=0.5)
+      if j == 0:
+        ax.set_ylabel(f'minus {baseline}, paired')
+      if i == 1:
+        ax.set_xlabel(xlabel)
+  axes[0][0].legend(fontsize=8)
+  text = ' '.join(filter(None, [
+      caption, f'Each method minus {baseline} on the same seed, in '
+      f'{METRIC_LABELS.get(metric, metric)}: the final score at the last step every method '
+      'reached, and the area (the mean score over training up to it); points: the mean over '
+      'the seeds, bars: its 95% t-interval.']))
+  caption_lines = textwrap.wrap(text, 40 * len(depths))
+  bottom = (0.1 + 0.17 * len(caption_lines)) / fig.get_figheight()
+  fig.text(0.5, 0.01, '\n'.join(caption_lines), ha='center', va='bottom', fontsize=8.5)
+  fig.tight_layout(rect=(0, bottom, 1, 1))
+  save_figure(fig, output)
+
+
 def save_figure(fig, output: str, dpi: int = 110):
   """Writes `fig` as a PNG of at most 256 colours (an adaptive palette), a third to a
   half of matplotlib's full-colour file for these line plots, and closes it."""
@@ -308,12 +413,8 @@ def performance_profiles(curves: Curves, output: str, xlabel: str = 'held-out sc
   depths = sorted({d for by_depth in curves.values() for d in by_depth})
   fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.4), squeeze=False)
   for ax, depth in zip(axes[0], depths):
-    step = common_step(curves, depth)
-    finals = {}
-    for method, by_depth in sorted(curves.items()):
-      if depth in by_depth:
-        steps, scores, _ = by_depth[depth]
-        finals[method] = scores[:, np.flatnonzero(steps <= step)[-1]][:, None]
+    step, finals, _, _ = finals_and_areas(curves, depth)
+    finals = {method: scores[:, None] for method, scores in finals.items()}
     values = np.concatenate([v.ravel() for v in finals.values()])
     taus = np.linspace(values.min() - 0.05, values.max() + 0.05, 60)
     profiles, bands = library.create_performance_profile(finals, taus, reps=reps)

@@ -287,3 +287,58 @@ def test_crossing_table_by_hand():
   curves['crar'][3][1][0] = [-4.9, -3.0, -2.0]
   table = report.crossing_table(curves, -3.75, 'the random policy', baseline='crar')
   assert 'seed 0: >+0, seed 2: neither |' in table  # crar at 10000; gmas not by 10000
+
+
+def write_binding(root, method, seed, text):
+  with open(os.path.join(root, method, f'seed_{seed}', 'operative_config.gin'), 'w') as stream:
+    stream.write(f'# Parameters for GmasAgent:\n{text}\nGmasAgent.depth = 3\n')
+
+
+@pytest.fixture
+def alpha_dir(tmp_path):
+  root = str(tmp_path / 'alpha')
+  for seed, base in ((0, -4.0), (1, -3.0)):
+    write_run(root, 'crar', seed, [(100, base - 1), (200, base)])
+    write_binding(root, 'crar', seed, 'DqnLearner.gamma = 0.9')
+    # cosine_alpha0.01: +1 on seed 0, +3 on seed 1, on both steps; l2_alpha0.1: -1 on both.
+    for method, alpha, gain in (('cosine_alpha0.01', '0.01', 1.0 + 2 * seed),
+                                ('l2_alpha0.1', '0.1', -1.0)):
+      write_run(root, method, seed, [(100, base - 1 + gain), (200, base + gain)])
+      write_binding(root, method, seed, f'GmasAgent.alpha = {alpha}')
+  return root
+
+
+def test_paired_effects_and_binding_values_by_hand(alpha_dir):
+  values = report.binding_values(alpha_dir, ['crar', 'cosine_alpha0.01', 'l2_alpha0.1'],
+                                 'GmasAgent.alpha')
+  assert values == {'cosine_alpha0.01': 0.01, 'l2_alpha0.1': 0.1}  # crar has no alpha
+  step, effects = report.paired_effects(report.load_curves(alpha_dir), 3, 'crar')
+  assert step == 200 and set(effects) == {'final score', 'area'}
+  # Differences +1 and +3: mean 2, sd sqrt(2), half width 12.706 * sqrt(2) / sqrt(2).
+  for what in effects:
+    mean, low, high = effects[what]['cosine_alpha0.01']
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - 12.7062, 2.0 + 12.7062), abs=1e-3)
+    assert effects[what]['l2_alpha0.1'] == pytest.approx((-1.0, -1.0, -1.0))
+    assert 'crar' not in effects[what]
+
+
+def test_binding_values_refuse_disagreeing_or_non_numeric_runs(alpha_dir):
+  write_binding(alpha_dir, 'l2_alpha0.1', 1, 'GmasAgent.alpha = 0.5')
+  with pytest.raises(ValueError, match='several values'):
+    report.binding_values(alpha_dir, ['l2_alpha0.1'], 'GmasAgent.alpha')
+  for seed in (0, 1):
+    write_binding(alpha_dir, 'crar', seed, "DqnLearner.gamma = 'high'")
+  with pytest.raises(ValueError, match="binds DqnLearner.gamma to 'high', not a number"):
+    report.binding_values(alpha_dir, ['crar'], 'DqnLearner.gamma')
+
+
+def test_bin_report_plots_the_effect_against_a_binding(alpha_dir, tmp_path):
+  output = os.path.join(str(tmp_path), 'alpha')
+  result = run_bin('report', '--root_dir', alpha_dir, '--output', output,
+                   '--effect_of', 'GmasAgent.alpha')
+  assert result.returncode == 0, result.stderr
+  assert os.path.getsize(output + '_effect.png') > 10_000
+  result = run_bin('report', '--root_dir', alpha_dir, '--output', output,
+                   '--effect_of', 'GmasAgent.alpha', '--baseline', 'dqn')
+  assert result.returncode == 1 and 'baseline dqn' in result.stderr
+  assert 'Traceback' not in result.stderr
