@@ -335,6 +335,33 @@ def paired_effects(curves: Curves, depth: int, baseline: str) -> tuple:
   return step, effects
 
 
+def resolution_table(curves: Curves, baseline: str, seed_counts: Sequence[int]) -> str:
+  """What a sweep can resolve: per evaluation depth, the standard deviation of the methods'
+  paired differences with the baseline (final score and area; their variances pooled over
+  the methods), and, at each seed count, the smallest mean difference whose 95% t-interval
+  excludes 0 and the true difference found with 80% power."""
+  header = ' | '.join(f'{n} seeds: interval excludes 0 from | {n} seeds: 80% power at'
+                      for n in seed_counts)
+  lines = [f'What {" and ".join(map(str, seed_counts))} seeds resolve, from the spread of the '
+           f'paired differences with {baseline} (pooled over the methods):', '',
+           f'| depth | quantity | SD of a paired difference (df) | {header} |',
+           '|---|---|---|' + '---|' * 2 * len(seed_counts)]
+  for depth in sorted({d for by_depth in curves.values() for d in by_depth}):
+    _, finals, areas, seeds = finals_and_areas(curves, depth)
+    for what, by_method in (('final score', finals), ('area', areas)):
+      if baseline not in by_method:
+        continue
+      differences = [paired_differences(by_method[m], seeds[m], by_method[baseline],
+                                        seeds[baseline]) for m in by_method if m != baseline]
+      df = sum(len(d) - 1 for d in differences if len(d) > 1)
+      if not df:
+        continue
+      sd = np.sqrt(sum(np.sum((d - d.mean()) ** 2) for d in differences if len(d) > 1) / df)
+      cells = [_fmt(x) for n in seed_counts for x in statistics.resolvable_effects(sd, n)]
+      lines.append(f'| {depth} | {what} | {_fmt(sd)} ({df}) | {" | ".join(cells)} |')
+  return '\n'.join(lines)
+
+
 def effect_figure(curves: Curves, values: Dict[str, float], output: str, baseline: str,
                   xlabel: str, metric: str = 'held_out_score', caption: str = ''):
   """The paired effect against a setting (alpha, say): rows, each method's final score and

@@ -15,6 +15,7 @@ from typing import Callable, Tuple
 import numpy as np
 from rliable import library
 from rliable import metrics
+import scipy.optimize
 import scipy.stats
 
 
@@ -81,6 +82,22 @@ def sign_flip_p_value(differences: np.ndarray) -> float:
   observed = abs(d.mean())
   flips = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
   return float(np.mean(np.abs((flips * d).mean(axis=1)) >= observed - 1e-12))
+
+
+def resolvable_effects(sd: float, n: int, power: float = 0.8,
+                       confidence: float = 0.95) -> Tuple[float, float]:
+  """What n paired seeds can resolve when the per-seed differences have standard deviation
+  sd: (the smallest observed mean difference whose t-interval excludes 0, the true mean
+  difference that excludes 0 with probability `power`), from the noncentral t.
+  """
+  t = scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)
+  scale = sd / np.sqrt(n)
+
+  # The probability that the interval lies above 0 (the two-sided test's far tail, an
+  # interval below 0, is negligible at these effects).
+  detected = scipy.optimize.brentq(
+      lambda e: scipy.stats.nct.sf(t, n - 1, e / scale) - power, 0.0, (2 * t + 10) * scale)
+  return float(t * scale), float(detected)
 
 
 def area_under_curve(steps: np.ndarray, scores: np.ndarray) -> float:

@@ -342,3 +342,23 @@ def test_bin_report_plots_the_effect_against_a_binding(alpha_dir, tmp_path):
                    '--effect_of', 'GmasAgent.alpha', '--baseline', 'dqn')
   assert result.returncode == 1 and 'baseline dqn' in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_resolution_table_pools_the_paired_differences_by_hand(alpha_dir, tmp_path):
+  table = report.resolution_table(report.load_curves(alpha_dir), 'crar', [3, 5])
+  rows = [[c.strip() for c in line.split('|')[1:-1]] for line in table.splitlines()
+          if line.startswith('| ') and 'depth' not in line]
+  # Differences +1, +3 (cosine) and -1, -1 (L2) in final score and area alike: squares
+  # about the means 2 + 0 over 1 + 1 df, SD 1. The interval's half width t(0.975, n - 1) /
+  # sqrt(n): 4.303 / sqrt(3) = 2.48 and 2.776 / sqrt(5) = 1.24.
+  assert len(rows) == 4  # depths 0 and 3, final score and area
+  for row in rows:
+    assert row[2:4] == ['1.00 (2)', '2.48'] and row[5] == '1.24'
+    assert float(row[4]) > 2.48 and float(row[6]) > 1.24
+  output = os.path.join(str(tmp_path), 'resolution')
+  result = run_bin('report', '--root_dir', alpha_dir, '--output', output, '--resolution', '3,5')
+  assert result.returncode == 0, result.stderr
+  with open(output + '.md') as stream:
+    assert table in stream.read()
+  result = run_bin('report', '--root_dir', alpha_dir, '--output', output, '--resolution', '1')
+  assert result.returncode == 1 and 'at least 2' in result.stderr

@@ -66,3 +66,18 @@ def test_sign_flip_p_value_by_hand():
   assert statistics.sign_flip_p_value([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
   # (1, -1): every flip has |mean| >= 0.
   assert statistics.sign_flip_p_value([1.0, -1.0]) == 1.0
+
+
+def test_resolvable_effects_by_hand_and_by_simulation():
+  # n = 3: t(0.975, 2) = 4.3027, so the interval excludes 0 from 4.3027 * 2 / sqrt(3).
+  half, detected = statistics.resolvable_effects(2.0, 3)
+  assert half == pytest.approx(4.3027 * 2 / np.sqrt(3), rel=1e-4)
+  # At that true effect, 80% of 3-seed experiments have an interval above 0.
+  rng = np.random.default_rng(0)
+  d = rng.normal(detected, 2.0, size=(200_000, 3))
+  lows = d.mean(1) - 4.3027 * d.std(1, ddof=1) / np.sqrt(3)
+  assert np.mean(lows > 0) == pytest.approx(0.8, abs=0.005)
+  # Many pairs: the normal approximation (1.960 + 0.842) sd / sqrt(n).
+  half, detected = statistics.resolvable_effects(1.0, 400)
+  assert half == pytest.approx(1.966 / 20, rel=1e-3)
+  assert detected == pytest.approx((1.960 + 0.8416) / 20, rel=5e-3)
