@@ -320,8 +320,8 @@ def binding_values(root_dir: str, methods: Sequence[str], binding: str) -> Dict[
 
 def paired_effects(curves: Curves, depth: int, baseline: str) -> tuple:
   """At one evaluation depth: the common step, and {'final score': ..., 'area': ...} of
-  {method: (mean, low, high)}, the method minus the baseline on each seed both have, with
-  its 95% t-interval (NaN bounds for one pair); methods sharing no seed are left out."""
+  {method: its paired differences}, the method minus the baseline on each seed both have;
+  methods sharing no seed with the baseline are left out."""
   step, finals, areas, seeds = finals_and_areas(curves, depth)
   effects = {}
   for what, by_method in (('final score', finals), ('area', areas)):
@@ -331,7 +331,7 @@ def paired_effects(curves: Curves, depth: int, baseline: str) -> tuple:
         differences = paired_differences(by_method[method], seeds[method],
                                          by_method[baseline], seeds[baseline])
         if len(differences):
-          effects[what][method] = statistics.paired_t_interval(differences)
+          effects[what][method] = differences
   return step, effects
 
 
@@ -347,16 +347,11 @@ def resolution_table(curves: Curves, baseline: str, seed_counts: Sequence[int]) 
            f'| depth | quantity | SD of a paired difference (df) | {header} |',
            '|---|---|---|' + '---|' * 2 * len(seed_counts)]
   for depth in sorted({d for by_depth in curves.values() for d in by_depth}):
-    _, finals, areas, seeds = finals_and_areas(curves, depth)
-    for what, by_method in (('final score', finals), ('area', areas)):
-      if baseline not in by_method:
-        continue
-      differences = [paired_differences(by_method[m], seeds[m], by_method[baseline],
-                                        seeds[baseline]) for m in by_method if m != baseline]
-      df = sum(len(d) - 1 for d in differences if len(d) > 1)
+    for what, by_method in paired_effects(curves, depth, baseline)[1].items():
+      df = sum(len(d) - 1 for d in by_method.values())
       if not df:
         continue
-      sd = np.sqrt(sum(np.sum((d - d.mean()) ** 2) for d in differences if len(d) > 1) / df)
+      sd = np.sqrt(sum(np.sum((d - d.mean()) ** 2) for d in by_method.values()) / df)
       cells = [_fmt(x) for n in seed_counts for x in statistics.resolvable_effects(sd, n)]
       lines.append(f'| {depth} | {what} | {_fmt(sd)} ({df}) | {" | ".join(cells)} |')
   return '\n'.join(lines)
@@ -388,7 +383,8 @@ def effect_figure(curves: Curves, values: Dict[str, float], output: str, baselin
       ax = axes[i][j]
       ax.axhline(0, color=REFERENCE_COLOUR, linewidth=1)
       for k, (kind, methods) in enumerate(series.items()):
-        points = [(values[m],) + by_method[m] for m in methods if m in by_method]
+        points = [(values[m],) + statistics.paired_t_interval(by_method[m])
+                  for m in methods if m in by_method]
         if not points:
           continue
         x, mean, low, high = map(np.array, zip(*points))
