@@ -452,7 +452,7 @@ def performance_profiles(curves: Curves, output: str, xlabel: str = 'held-out sc
 def read_losses(root_dir: str, prefix: Union[str, Sequence[str]] = 'Losses/'
                 ) -> Dict[str, tuple]:
   """{name: (steps, values)} of the scalars under `prefix` (Losses/, Gradients/encoder/;
-  or several prefixes) that a bin/train run logged (its scalars.csv, else its event files);
+  or several prefixes) that a bin/train run logged (its scalars.csv.gz, else its event files);
   name is the tag without its prefix. Raises ValueError where two prefixes give one name
   (Gradients/encoder/q and Gradients/q_network/q under both prefixes), which would mix two
   series."""

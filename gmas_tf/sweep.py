@@ -18,8 +18,8 @@ checkpoints when the sweep is started again.
 Checkpoints live only as long as root_dir does. To accumulate a sweep over sessions whose
 working space does not survive (a fresh checkout each time), give a `results_dir` that is
 kept (committed): every finished run's summaries (SUMMARY_FILES: its evaluations, its
-operative config and its training scalars as one CSV, about 0.1 MB for 40k updates; no
-event files, no checkpoint) are copied to results_dir/name/seed_s, and a run whose
+operative config and its training scalars as one gzipped CSV, about 30 KB for 40k updates
+of the maze; no event files, no checkpoint) are copied to results_dir/name/seed_s, and a run whose
 evaluations.csv is there counts as finished. bin/report reads results_dir like a root_dir.
 While a run trains, its latest checkpoint, its evaluations and scalars so far are kept in
 results_dir/name/seed_s/unfinished, or kept_dir/name/seed_s if a kept_dir is given (the latest
@@ -46,7 +46,7 @@ LOG_FILE = 'train.log'
 # The training scalars' CSV is gmas_tf.scalars.SCALARS_FILE (not imported: it needs numpy).
 # A finished run's summaries in results_dir, copied in this order: once evaluations.csv is
 # there, the copy is whole and the run counts as finished (results_dir has no marker file).
-SUMMARY_FILES = ('operative_config.gin', 'scalars.csv', 'evaluations.csv')
+SUMMARY_FILES = ('operative_config.gin', 'scalars.csv.gz', 'evaluations.csv')
 UNFINISHED_DIR = 'unfinished'
 CHECKPOINT_DIR = 'checkpoints'
 

@@ -11,6 +11,7 @@ from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
 from gmas_tf import runner
+from gmas_tf import scalars
 from gmas_tf.agents import gmas_agent
 from gmas_tf.transitions import Transition
 
@@ -127,9 +128,7 @@ def test_the_runner_trains_evaluates_exports_and_resumes_on_another_task(tmp_pat
     observation = tf.constant(np.eye(CELLS, dtype=np.float32)[:2])
     action = policy.action(ts.restart(observation, batch_size=2), ()).action.numpy()
     assert set(action) <= {0, 1, 2}
-  with open(os.path.join(root, 'scalars.csv')) as stream:
-    header = stream.readline()
-  assert 'Losses/gradient_matching' in header
+  assert 'Losses/gradient_matching' in scalars.read(root)
   assert 'done after 6 updates: return by depth' in capsys.readouterr().out
   # Rerun: the run is complete, so it resumes at 6 and trains nothing more.
   again = runner.Runner(root, **dict(factories, epochs=2))

@@ -116,7 +116,7 @@ import os, sys
 root = sys.argv[sys.argv.index('--root_dir') + 1]
 open(os.path.join(root, 'evaluations.csv'), 'w').write('step,depth\\n10,0\\n')
 open(os.path.join(root, 'operative_config.gin'), 'w').write(' '.join(sys.argv[1:]))
-open(os.path.join(root, 'scalars.csv'), 'w').write('step,Losses/q\\n10,0.5\\n')
+open(os.path.join(root, 'scalars.csv.gz'), 'w').write('step,Losses/q\\n10,0.5\\n')
 os.makedirs(os.path.join(root, 'train'), exist_ok=True)
 open(os.path.join(root, 'train', 'events.out.tfevents.1'), 'w').write('scalars')
 """
@@ -132,7 +132,7 @@ def test_results_dir_keeps_summaries_and_a_new_session_skips_those_runs(tmp_path
   kept = results / 'a' / 'seed_0'
   # The run's CSVs and config, not its event files.
   assert sorted(os.listdir(kept)) == sorted(sweep.SUMMARY_FILES)  # no `finished` marker
-  assert (kept / 'scalars.csv').read_text() == 'step,Losses/q\n10,0.5\n'
+  assert (kept / 'scalars.csv.gz').read_text() == 'step,Losses/q\n10,0.5\n'
   assert (kept / 'evaluations.csv').read_text() == 'step,depth\n10,0\n'
   assert 'train.seed = 0' in (kept / 'operative_config.gin').read_text()
   # A later session: a fresh root_dir, the same kept folder.
@@ -203,12 +203,12 @@ def test_unfinished_run_keeps_only_its_latest_checkpoint_and_a_new_session_resum
   write_checkpoint(root / 'checkpoints', 10)
   (root / 'train').mkdir()
   (root / 'train' / 'events.out.tfevents.1').write_text('scalars to 10')
-  (root / 'scalars.csv').write_text('step,Losses/q\n10,0.5\n')
+  (root / 'scalars.csv.gz').write_text('step,Losses/q\n10,0.5\n')
   assert run.keep_progress()
   kept = results / 'a' / 'seed_0' / 'unfinished'
   assert sorted(os.listdir(kept / 'checkpoints')) == [
       'checkpoint', 'ckpt-10.data-00000-of-00001', 'ckpt-10.index']
-  assert sorted(os.listdir(kept)) == ['checkpoints', 'evaluations.csv', 'scalars.csv']
+  assert sorted(os.listdir(kept)) == ['checkpoints', 'evaluations.csv', 'scalars.csv.gz']
   assert not run.finished
   # A later session starts from the kept checkpoint, not from scratch.
   (later,) = sweep.experiment(str(tmp_path / 'session2'), configs={'a': 'a.gin'}, seeds=[0],
@@ -218,15 +218,15 @@ def test_unfinished_run_keeps_only_its_latest_checkpoint_and_a_new_session_resum
   assert (new_root / 'checkpoints' / 'ckpt-10.index').read_text() == '10.index'
   assert (new_root / 'evaluations.csv').read_text() == 'step,depth\n5,0\n'
   assert not later.restore_progress()  # root_dir has its own checkpoint now
-  assert (new_root / 'scalars.csv').read_text() == 'step,Losses/q\n10,0.5\n'
+  assert (new_root / 'scalars.csv.gz').read_text() == 'step,Losses/q\n10,0.5\n'
   # Once the run finishes, the kept checkpoint goes; the scalars of both sessions stay (bin/
   # train exports them into the CSV it was resumed with: tests/test_scalars.py).
   (new_root / 'operative_config.gin').write_text('')
-  (new_root / 'scalars.csv').write_text('step,Losses/q\n10,0.5\n20,0.25\n')
+  (new_root / 'scalars.csv.gz').write_text('step,Losses/q\n10,0.5\n20,0.25\n')
   later.mark_finished()
   assert not kept.exists() and later.finished
   assert sorted(os.listdir(results / 'a' / 'seed_0')) == sorted(sweep.SUMMARY_FILES)
-  assert (results / 'a' / 'seed_0' / 'scalars.csv').read_text().endswith('20,0.25\n')
+  assert (results / 'a' / 'seed_0' / 'scalars.csv.gz').read_text().endswith('20,0.25\n')
 
 
 EVALUATIONS = ('step,depth,held_out_epsilon_score\n5000,0,-4.5\n5000,3,-4.25\n'
@@ -363,7 +363,7 @@ def test_a_kept_dir_holds_the_unfinished_checkpoint_apart_from_the_results(tmp_p
   assert not (tmp_path / 'results').exists()  # the results hold finished runs only
   assert run.status() == 'a seed 0: checkpoint at step 5'
   (root / 'operative_config.gin').write_text('')
-  (root / 'scalars.csv').write_text('step\n')
+  (root / 'scalars.csv.gz').write_text('step\n')
   run.mark_finished()
   assert not (tmp_path / 'kept' / 'a' / 'seed_0').exists() and run.finished
   assert sorted(os.listdir(tmp_path / 'results' / 'a' / 'seed_0')) == sorted(

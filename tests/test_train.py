@@ -50,9 +50,9 @@ def test_smoke_run_writes_everything_and_exports_a_standalone_savedmodel(tmp_pat
   assert glob.glob(str(tmp_path / 'run' / 'train' / 'events.out.tfevents.*'))
   # The training scalars' CSV, exported at the last checkpoint, holds what the events do.
   logged = scalars.read(str(tmp_path / 'run'))
-  os.rename(tmp_path / 'run' / 'scalars.csv', tmp_path / 'scalars.csv')
+  os.rename(tmp_path / 'run' / scalars.SCALARS_FILE, tmp_path / scalars.SCALARS_FILE)
   assert logged == scalars.read(str(tmp_path / 'run')) and 'Losses/q' in logged
-  os.rename(tmp_path / 'scalars.csv', tmp_path / 'run' / 'scalars.csv')
+  os.rename(tmp_path / scalars.SCALARS_FILE, tmp_path / 'run' / scalars.SCALARS_FILE)
   assert latest_checkpoint_step(tmp_path / 'run') == 8
 
   # A fresh process that never imports gmas_tf loads the policy and acts on a batch.
