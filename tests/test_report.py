@@ -115,6 +115,7 @@ def test_bin_report_writes_table_and_figure(sweep_dir, tmp_path):
   with open(output + '.md') as stream:
     text = stream.read()
   assert text.count('Evaluation depth') == 2 and 'gmas_cosine_d1' in text
+  assert '\n\n\n' not in text  # sections one blank line apart
   # Normalized 0.5 at depth 3: crar's seed 0 at 200 ((-1 + 5) / 7), seed 1 at 100.
   half = text[text.index('the normalized score (0.50)'):]
   assert ('| gmas_cosine_d1 | 3 | seed 0: 100, seed 1: 100 | seed 0: -100, seed 1: +0 | 200 |'
