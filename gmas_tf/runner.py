@@ -7,7 +7,7 @@ policies are exported at the end. root_dir holds
   operative_config.gin   the gin config the run used
   checkpoints/           networks, optimizers, step (tf.train.CheckpointManager)
   train/, eval/          TensorBoard summaries
-  scalars.csv.gz         the training scalars of train/ as one CSV, rewritten every epoch
+  scalars.csv.gz         the training scalars of train/ as one gzipped CSV, every epoch
   evaluations.csv        one row per (epoch, evaluation depth)
   policies/depth_D/      SavedModels of the planning policy, one per evaluation depth
 

@@ -18,13 +18,13 @@ checkpoints when the sweep is started again.
 Checkpoints live only as long as root_dir does. To accumulate a sweep over sessions whose
 working space does not survive (a fresh checkout each time), give a `results_dir` that is
 kept (committed): every finished run's summaries (SUMMARY_FILES: its evaluations, its
-operative config and its training scalars as one gzipped CSV, about 30 KB for 40k updates
-of the maze; no event files, no checkpoint) are copied to results_dir/name/seed_s, and a run whose
-evaluations.csv is there counts as finished. bin/report reads results_dir like a root_dir.
-While a run trains, its latest checkpoint, its evaluations and scalars so far are kept in
-results_dir/name/seed_s/unfinished, or kept_dir/name/seed_s if a kept_dir is given (the latest
-checkpoint only, about 1.6 MB for CRAR; removed when the run finishes); a run whose
-root_dir has no checkpoint starts from there. A sweep stopped with SIGTERM (or Ctrl-C)
+operative config and its training scalars as one gzipped CSV, about 30 KB for 40k updates of
+the maze; no event files, no checkpoint) are copied to results_dir/name/seed_s, and a run
+whose evaluations.csv is there counts as finished. bin/report reads results_dir like a
+root_dir. While a run trains, its latest checkpoint, its evaluations and scalars so far are
+kept in results_dir/name/seed_s/unfinished, or kept_dir/name/seed_s if a kept_dir is given
+(the latest checkpoint only, about 1.6 MB for CRAR; removed when the run finishes); a run
+whose root_dir has no checkpoint starts from there. A sweep stopped with SIGTERM (or Ctrl-C)
 stops its trainers after their current update and keeps those checkpoints, so nothing is
 lost; a sweep killed outright loses at most one epoch of each run.
 """
@@ -41,12 +41,13 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import gin
 
+from gmas_tf import scalars
+
 FINISHED_FILE = 'finished'
 LOG_FILE = 'train.log'
-# The training scalars' CSV is gmas_tf.scalars.SCALARS_FILE (not imported: it needs numpy).
 # A finished run's summaries in results_dir, copied in this order: once evaluations.csv is
 # there, the copy is whole and the run counts as finished (results_dir has no marker file).
-SUMMARY_FILES = ('operative_config.gin', 'scalars.csv.gz', 'evaluations.csv')
+SUMMARY_FILES = ('operative_config.gin', scalars.SCALARS_FILE, 'evaluations.csv')
 UNFINISHED_DIR = 'unfinished'
 CHECKPOINT_DIR = 'checkpoints'
 
