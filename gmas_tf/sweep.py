@@ -303,7 +303,7 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
   backend 'local' trains each run in a child process; 'ray' in a Ray task (call start_ray
   first). A run is looked at again when its turn comes: one found finished then is skipped.
   If this process is interrupted or gets SIGTERM, its local runs stop after their current
-  update and their checkpoints are kept (in results_dir too); if it is killed, its runs
+  update and their checkpoints are kept (in the run's kept_dir too); if it is killed, its runs
   stop too and their checkpoints stay in root_dir.
   """
   if backend not in BACKENDS:
@@ -322,7 +322,7 @@ def run_all(runs: Sequence[Run], train_binary: str, parallel: int = 1,
         os.makedirs(run.root_dir, exist_ok=True)
         if run.restore_progress():
           print(f'{run.name} seed {run.seed}: starting from the checkpoint kept in '
-                f'{run.results_dir}', flush=True)
+                f'{run.kept_dir}', flush=True)
         active[run] = start(run.command(train_binary, threads),
                             os.path.join(run.root_dir, LOG_FILE))
         print(f'started {run.name} seed {run.seed}', flush=True)
