@@ -368,3 +368,18 @@ def test_a_kept_dir_holds_the_unfinished_checkpoint_apart_from_the_results(tmp_p
   assert not (tmp_path / 'kept' / 'a' / 'seed_0').exists() and run.finished
   assert sorted(os.listdir(tmp_path / 'results' / 'a' / 'seed_0')) == sorted(
       sweep.SUMMARY_FILES)
+
+
+def test_a_sweep_starts_a_run_from_its_kept_checkpoint_and_names_where_it_was_kept(
+    tmp_path, capsys):
+  fake = tmp_path / 'fake_train.py'
+  fake.write_text(FAKE_TRAIN)
+  (run,) = sweep.experiment(str(tmp_path / 'root'), configs={'a': 'a.gin'}, seeds=[0],
+                            results_dir=str(tmp_path / 'results'),
+                            kept_dir=str(tmp_path / 'kept'))
+  write_checkpoint(tmp_path / 'kept' / 'a' / 'seed_0' / 'checkpoints', 5)
+  assert sweep.run_all([run], str(fake), poll_seconds=0.01) == []
+  assert (tmp_path / 'root' / 'a' / 'seed_0' / 'checkpoints' / 'ckpt-5.index').exists()
+  kept = tmp_path / 'kept' / 'a' / 'seed_0'
+  assert f'a seed 0: starting from the checkpoint kept in {kept}\n' in capsys.readouterr().out
+  assert run.finished and not kept.exists()
